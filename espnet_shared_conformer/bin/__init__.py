@@ -1,0 +1,1 @@
+"""Drop-in wrappers of ESPnet's binaries that register the encoder first."""
