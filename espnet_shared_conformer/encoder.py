@@ -9,7 +9,7 @@ new option at its default the encoder *is* ESPnet's Conformer: same
 ``state_dict``, same outputs, and, for the same seed, the same initial weights.
 """
 
-import logging
+import inspect
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -122,8 +122,13 @@ class SharedConformerEncoder(AbsEncoder):
         lowrank_shared_factor: str = "none",
         per_layer_norms: bool = False,
     ):
+        arguments = locals()
+        options = {name: arguments[name] for name in _argument_names()}
         super().__init__()
+        # The arguments as given: what a copy, a report or a converter rebuilds from.
+        self.build_options = options
         _check_conformer_options(
+            input_size=input_size,
             output_size=output_size,
             attention_heads=attention_heads,
             num_blocks=num_blocks,
@@ -365,6 +370,10 @@ class SharedConformerEncoder(AbsEncoder):
         return x, olens, None
 
 
+def _argument_names() -> Tuple[str, ...]:
+    return tuple(inspect.signature(SharedConformerEncoder.__init__).parameters)[1:]
+
+
 def _find(block: ConformerBlock, kind: str, plan: SharingPlan, name: str) -> nn.Module:
     """The projection ``name`` of the ``kind`` module that ``block`` runs."""
     return getattr(resolve(getattr(block, plan.attribute(kind))), name)
@@ -381,6 +390,7 @@ def _norm_names(macaron_style: bool, use_cnn_module: bool) -> Tuple[str, ...]:
 
 def _check_conformer_options(
     *,
+    input_size: int,
     output_size: int,
     attention_heads: int,
     num_blocks: int,
@@ -406,6 +416,11 @@ def _check_conformer_options(
     if input_layer not in _INPUT_LAYERS:
         raise ValueError(
             f"input_layer ({input_layer!r}) must be one of {list(_INPUT_LAYERS)}"
+        )
+    if input_layer is None and input_size != output_size:
+        raise ValueError(
+            f"input_layer (None) feeds the input straight to the blocks, so "
+            f"input_size ({input_size}) must equal output_size ({output_size})"
         )
     if positionwise_layer_type not in _POSITIONWISE:
         raise ValueError(

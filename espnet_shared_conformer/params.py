@@ -1,0 +1,291 @@
+"""Parameter counts: the counting rule, and a report for an ASR config.
+
+The rule (DESIGN.md): embedding + ``after_norm`` + each distinct module
+instance once + the LayerNorms of each block (or of each virtual layer with
+``per_layer_norms``); a low-rank projection counts ``r*(in+out)`` plus its
+bias, and a shared factor counts once. :func:`encoder_block_parameters`
+applies the rule from the options alone (no torch); the report counts the
+real model and sets it beside the *virtual-equivalent* encoder, the unshared
+full-rank Conformer with the same virtual depth.
+
+Usage::
+
+    python -m espnet_shared_conformer.params --config conf/train_asr.yaml \\
+        [--token_list data/token_list/bpe_unigram5000/tokens.txt | --vocab_size 5000]
+"""
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from espnet_shared_conformer.plan import Projection, SharingPlan
+
+__all__ = [
+    "ParameterReport",
+    "count_parameters",
+    "encoder_block_parameters",
+    "main",
+    "virtual_equivalent_options",
+]
+
+# Constructor defaults of ESPnet's ConformerEncoder that the rule depends on.
+_DEFAULTS: Dict[str, Any] = dict(
+    output_size=256,
+    attention_heads=4,
+    linear_units=2048,
+    num_blocks=6,
+    normalize_before=True,
+    concat_after=False,
+    positionwise_layer_type="linear",
+    positionwise_conv_kernel_size=3,
+    macaron_style=False,
+    selfattention_layer_type="rel_selfattn",
+    use_cnn_module=True,
+    cnn_module_kernel=31,
+    qk_norm=False,
+)
+_SHARING_OPTIONS = (
+    "num_unique_blocks",
+    "repeat_schedule",
+    "share_across_layers",
+    "tie_macaron_ffn",
+    "tie_attention_projections",
+    "lowrank_rank",
+    "lowrank_modules",
+    "lowrank_shared_factor",
+    "per_layer_norms",
+)
+_PARTS = (
+    "frontend",
+    "specaug",
+    "normalize",
+    "preencoder",
+    "encoder",
+    "postencoder",
+    "decoder",
+    "ctc",
+    "joint_network",
+)
+
+
+def virtual_equivalent_options(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """The options of the unshared, full-rank Conformer with the same virtual depth."""
+    return {k: v for k, v in options.items() if k not in _SHARING_OPTIONS}
+
+
+def encoder_block_parameters(options: Mapping[str, Any]) -> int:
+    """Unique parameters of a shared Conformer encoder, without its embedding.
+
+    ``options`` are the encoder's constructor arguments (``encoder_conf``);
+    missing ones take ESPnet's defaults. The embedding is left out because
+    its size depends on the input layer's own arithmetic; count it from the
+    module.
+    """
+    o = {**_DEFAULTS, **options}
+    d = o["output_size"]
+    plan = SharingPlan.from_options(
+        num_blocks=o["num_blocks"],
+        output_size=d,
+        linear_units=o["linear_units"],
+        macaron_style=o["macaron_style"],
+        use_cnn_module=o["use_cnn_module"],
+        positionwise_layer_type=o["positionwise_layer_type"],
+        relative_attention=o["selfattention_layer_type"] != "selfattn",
+        **{k: options[k] for k in _SHARING_OPTIONS if k in options},
+    )
+
+    total = 0
+    for block in range(plan.num_unique_blocks):
+        for kind in plan.kinds:
+            if plan.owns(kind, block):
+                total += _module_parameters(plan, o, kind, block)
+        if o["concat_after"]:
+            total += 2 * d * d + d
+    norms_per_layer = 2 + ("ffn_macaron" in plan.kinds) + 2 * ("conv" in plan.kinds)
+    norm_holders = plan.num_layers if plan.per_layer_norms else plan.num_unique_blocks
+    total += norm_holders * norms_per_layer * 2 * d
+    if o["normalize_before"]:
+        total += 2 * d  # after_norm
+    return total
+
+
+def _module_parameters(plan: SharingPlan, o: Mapping[str, Any], kind: str, block: int) -> int:
+    d = o["output_size"]
+    total = sum(_projection_parameters(plan, o, p, block) for p in plan.projections(kind))
+    if kind == "mhsa":
+        if plan.relative_attention:
+            total += 2 * d  # pos_bias_u, pos_bias_v: heads x d_k each
+        if o["qk_norm"]:
+            total += 2 * 2 * (d // o["attention_heads"])
+    elif kind == "conv":
+        total += d * o["cnn_module_kernel"] + d  # depthwise convolution
+        total += 2 * d  # BatchNorm's affine weights
+    return total
+
+
+def _projection_parameters(
+    plan: SharingPlan, o: Mapping[str, Any], p: Projection, block: int
+) -> int:
+    bias = p.out_features if p.bias else 0
+    if plan.is_lowrank(p.kind):
+        r = plan.lowrank_rank
+        a, b = r * p.in_features, p.out_features * r
+        owns_shared = plan.factor_owner(block) == block
+        if plan.lowrank_shared_factor == "in" and not owns_shared:
+            a = 0
+        if plan.lowrank_shared_factor == "out" and not owns_shared:
+            b = 0
+        return a + b + bias
+    if p.kind in ("ffn", "ffn_macaron") and o["positionwise_layer_type"] != "linear":
+        # Feed-forward made of 1-D convolutions: w_1 always has the kernel,
+        # w_2 only in "conv1d" (in "conv1d-linear" it is pointwise).
+        k = o["positionwise_conv_kernel_size"]
+        if p.name == "w_2" and o["positionwise_layer_type"] == "conv1d-linear":
+            k = 1
+        return p.in_features * p.out_features * k + bias
+    return p.in_features * p.out_features + bias
+
+
+def count_parameters(module) -> int:
+    """Unique parameters of a torch module (a shared tensor counts once)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclass(frozen=True)
+class ParameterReport:
+    """Unique parameters per part of an ESPnet ASR model, and what sharing saves."""
+
+    config: str
+    vocab_size: int
+    parts: Dict[str, int]
+    total: int
+    encoder: int
+    encoder_virtual: int
+    encoder_name: str
+
+    @property
+    def compression(self) -> float:
+        """Virtual-equivalent encoder parameters per unique encoder parameter."""
+        return self.encoder_virtual / self.encoder if self.encoder else 1.0
+
+    @property
+    def total_virtual(self) -> int:
+        return self.total - self.encoder + self.encoder_virtual
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str,
+        vocab_size: Optional[int] = None,
+        token_list: Optional[str] = None,
+    ) -> "ParameterReport":
+        """Build the model an ESPnet ASR config describes and count it.
+
+        The vocabulary comes from ``token_list`` (a file, as ESPnet writes
+        them), else from the config's own ``token_list``, else ``vocab_size``.
+        """
+        import torch
+
+        from espnet2.tasks.asr import ASRTask
+
+        from espnet_shared_conformer._registry import register
+
+        if not os.path.isfile(config):
+            raise FileNotFoundError(f"no such config file: {config}")
+        register()
+        parser = ASRTask.get_parser()
+        argv = ["--config", config]
+        if token_list is not None:
+            argv += ["--token_list", token_list]
+        args = parser.parse_args(argv)
+        if args.token_list is None:
+            if vocab_size is None:
+                raise ValueError(
+                    f"{config} names no token_list: pass --token_list or --vocab_size"
+                )
+            if vocab_size < 3:
+                raise ValueError(f"vocab_size ({vocab_size}) must be at least 3")
+            args.token_list = ["<blank>"] + [f"t{i}" for i in range(vocab_size - 2)] + [
+                "<sos/eos>"
+            ]
+        model = ASRTask.build_model(args)
+
+        parts = {}
+        seen = set()
+        for name in _PARTS:
+            module = getattr(model, name, None)
+            if not isinstance(module, torch.nn.Module):
+                continue
+            unique = [p for p in module.parameters() if id(p) not in seen]
+            seen.update(id(p) for p in unique)
+            parts[name] = sum(p.numel() for p in unique)
+        total = count_parameters(model)
+        parts["other"] = total - sum(parts.values())
+
+        encoder = model.encoder
+        encoder_count = count_parameters(encoder)
+        options = getattr(encoder, "build_options", None)
+        if options is None:  # not ours: nothing is shared
+            virtual = encoder_count
+        else:
+            embed = count_parameters(encoder.embed)
+            virtual = embed + encoder_block_parameters(virtual_equivalent_options(options))
+        return cls(
+            config=config,
+            vocab_size=len(model.token_list),
+            parts=parts,
+            total=total,
+            encoder=encoder_count,
+            encoder_virtual=virtual,
+            encoder_name=args.encoder,
+        )
+
+    def format(self) -> str:
+        from humanfriendly import format_number, format_size
+
+        lines = [f"{self.config} (encoder: {self.encoder_name}, vocabulary {self.vocab_size})"]
+        width = max(len(n) for n in self.parts) + 2
+        for name, count in self.parts.items():
+            if count or name in ("encoder", "decoder", "ctc"):
+                lines.append(f"  {name:<{width}}{format_number(count):>14}")
+        lines.append(f"  {'total':<{width}}{format_number(self.total):>14}")
+        lines += [
+            f"  encoder, virtual-equivalent (unshared, full rank): "
+            f"{format_number(self.encoder_virtual)}",
+            f"  encoder compression: {self.compression:.2f}x "
+            f"(model: {self.total_virtual / self.total:.2f}x, "
+            f"{format_number(self.total_virtual)} virtual)",
+            f"  size: fp32 {format_size(4 * self.total)}, int8 {format_size(self.total)}",
+        ]
+        return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m espnet_shared_conformer.params",
+        description="Unique parameters per part of the ASR model an ESPnet config "
+        "describes, the virtual-equivalent encoder, the compression ratio and the "
+        "model's size at fp32 and int8.",
+    )
+    parser.add_argument("--config", required=True, nargs="+", help="ASR config YAML(s)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--token_list", help="token list file (sets the vocabulary)")
+    group.add_argument("--vocab_size", type=int, default=5000,
+                       help="vocabulary size when the config names no token list")
+    args = parser.parse_args(argv)
+    reports: List[str] = []
+    for config in args.config:
+        try:
+            report = ParameterReport.from_config(config, args.vocab_size, args.token_list)
+        except (OSError, ValueError) as e:
+            print(f"error: {config}: {e}", file=sys.stderr)
+            return 1
+        reports.append(report.format())
+    print("\n\n".join(reports))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
