@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Format a data directory's audio for training: stage 3 of the recipe.
+
+    dump_audio.py [options] data/train dump/raw/org/train
+
+Reads every ``wav.scp`` entry (a file of any sample rate and format that
+libsndfile reads, or a ``command |``), resamples it to ``--fs`` and writes
+either audio files (``--feats_type raw``: ``wav.scp`` pointing at flac/wav
+files) or Kaldi fbank features (``--feats_type fbank``: ``feats.scp`` +
+``feats_shape``, written with kaldiio). Both write ``utt2num_samples`` (at
+``--fs``), ``text``, ``utt2spk``, ``spk2utt`` and the marker files
+``feats_type`` and ``audio_format``.
+
+The output is built under ``OUT.tmp`` and renamed to ``OUT`` only when every
+utterance succeeded: an error (naming the file and line) leaves any previous
+``OUT`` untouched and no partial one.
+"""
+
+import argparse
+import multiprocessing
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import soundfile
+
+from audio_io import MIN_INPUT_RATE, AudioError, kaldi_fbank, load_audio
+from kaldi_dir import DataDirError, read_data_dir, replace_dir, spk2utt_lines, write_table
+
+#: Output files are spread over sub-directories of this many utterances each.
+UTTS_PER_PART = 10000
+_FORMATS = {"flac": "FLAC", "wav": "WAV"}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("in_dir", type=Path, help="input Kaldi data directory")
+    parser.add_argument("out_dir", type=Path, help="output dump directory")
+    parser.add_argument("--fs", type=int, default=16000, help="output sample rate (Hz)")
+    parser.add_argument("--feats_type", choices=["raw", "fbank"], default="raw")
+    parser.add_argument(
+        "--audio_format", choices=sorted(_FORMATS), default="flac",
+        help="file format of dumped audio (raw feats)",
+    )
+    parser.add_argument("--n_mels", type=int, default=80, help="fbank bins (fbank feats)")
+    parser.add_argument("--nj", type=int, default=1, help="parallel worker processes")
+    parser.add_argument(
+        "--min_input_fs", type=int, default=MIN_INPUT_RATE,
+        help="reject input audio whose sample rate is lower than this (Hz)",
+    )
+    return parser
+
+
+class _Job:
+    """What a worker needs to turn one utterance into output (picklable)."""
+
+    def __init__(self, args: argparse.Namespace, tmp_dir: Path) -> None:
+        self.fs = args.fs
+        self.feats_type = args.feats_type
+        self.audio_format = args.audio_format
+        self.n_mels = args.n_mels
+        self.min_input_fs = args.min_input_fs
+        self.tmp_dir = tmp_dir
+
+    def __call__(self, item: Tuple[int, str, str]):
+        index, utt, entry = item
+        try:
+            samples = load_audio(entry, self.fs, self.min_input_fs)
+        except AudioError as e:
+            return index, utt, None, str(e)
+        if self.feats_type == "fbank":
+            return index, utt, len(samples), kaldi_fbank(samples, self.fs, self.n_mels)
+        path = self.tmp_dir / _relative_audio_path(index, utt, self.audio_format)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Quantize ourselves: libsndfile wraps around instead of clipping.
+        pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+        soundfile.write(
+            str(path), pcm, self.fs, format=_FORMATS[self.audio_format], subtype="PCM_16"
+        )
+        return index, utt, len(samples), None
+
+def _relative_audio_path(index: int, utt: str, audio_format: str) -> str:
+    return f"data/part{index // UTTS_PER_PART + 1}/{utt}.{audio_format}"
+
+
+class _Progress:
+    """One stderr line about every 5 % or 10 s, so a long dump shows it is alive."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self.start = self.last = time.monotonic()
+        self.step = max(1, total // 20)
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if done == self.total or done % self.step == 0 or now - self.last > 10:
+            self.last = now
+            print(
+                f"dump_audio: {self.label}: {done}/{self.total} utterances "
+                f"({100 * done // self.total}%, {now - self.start:.0f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def dump(args: argparse.Namespace) -> None:
+    data = read_data_dir(args.in_dir)
+    utts = data.utts
+    out_dir: Path = args.out_dir
+    tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir(parents=True)
+    try:
+        _dump_into(args, data, utts, out_dir, tmp_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    replace_dir(tmp_dir, out_dir)
+
+
+def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> None:
+    job = _Job(args, tmp_dir)
+    if args.feats_type == "fbank":
+        # Import torch once here: forked workers then share it.
+        import torch
+        import torchaudio.compliance.kaldi  # noqa: F401
+
+        torch.set_num_threads(1)
+        (tmp_dir / "data").mkdir()
+    items = [(i, utt, data.audio[utt]) for i, utt in enumerate(utts)]
+    progress = _Progress(f"{args.in_dir} -> {out_dir}", len(items))
+    num_samples = {}
+    scp_rows = []
+    shape_rows = []
+    ark: Optional[object] = None
+    ark_part = 0
+    nj = max(1, min(args.nj, len(items)))
+    context = multiprocessing.get_context("fork")
+    with context.Pool(nj) as pool:
+        results = pool.imap(job, items, chunksize=8) if nj > 1 else map(job, items)
+        try:
+            for done, (index, utt, length, payload) in enumerate(results, 1):
+                if length is None:
+                    where = data.audio.where(utt)
+                    raise AudioError(f"{where}: {payload}")
+                num_samples[utt] = str(length)
+                if args.feats_type == "fbank":
+                    part = index // UTTS_PER_PART + 1
+                    if part != ark_part:
+                        if ark is not None:
+                            ark.close()
+                        ark_part = part
+                        ark = (tmp_dir / "data" / f"feats.part{part}.ark").open("wb")
+                    scp_rows.append((utt, _write_ark(ark, utt, payload, out_dir, part)))
+                    shape_rows.append((utt, f"{payload.shape[0]},{payload.shape[1]}"))
+                else:
+                    scp_rows.append(
+                        (utt, str(out_dir / _relative_audio_path(index, utt, args.audio_format)))
+                    )
+                progress.update(done)
+        finally:
+            if ark is not None:
+                ark.close()
+
+    if args.feats_type == "fbank":
+        write_table(tmp_dir / "feats.scp", scp_rows)
+        write_table(tmp_dir / "feats_shape", shape_rows)
+    else:
+        write_table(tmp_dir / "wav.scp", scp_rows)
+    write_table(tmp_dir / "utt2num_samples", num_samples.items())
+    write_table(tmp_dir / "text", data.text.items())
+    write_table(tmp_dir / "utt2spk", data.utt2spk.items())
+    write_table(tmp_dir / "spk2utt", spk2utt_lines(data.utt2spk))
+    (tmp_dir / "feats_type").write_text(args.feats_type + "\n")
+    (tmp_dir / "audio_format").write_text(
+        (args.audio_format if args.feats_type == "raw" else "kaldi_ark") + "\n"
+    )
+    (tmp_dir / "fs").write_text(f"{args.fs}\n")
+
+
+def _write_ark(ark, utt: str, feats: np.ndarray, out_dir: Path, part: int) -> str:
+    """Append one matrix to an open ark; return its ``feats.scp`` value."""
+    import kaldiio
+
+    start = ark.tell()
+    kaldiio.save_ark(ark, {utt: feats})
+    # An scp offset points just past "<utt> " to the binary matrix header.
+    offset = start + len(utt.encode("utf-8")) + 1
+    return f"{out_dir}/data/feats.part{part}.ark:{offset}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    if args.nj < 1:
+        print(f"dump_audio: --nj ({args.nj}) must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        dump(args)
+    except (DataDirError, AudioError) as e:
+        print(f"dump_audio: ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
