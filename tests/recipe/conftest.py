@@ -1,0 +1,20 @@
+"""Fixtures for the recipe's stage-1 tests (helpers live in stage1_helpers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stage1_helpers import make_chapter
+
+
+@pytest.fixture
+def tiny_subset(tmp_path: Path) -> Path:
+    """A LibriSpeech-layout subset: readers 19 and 1034 (ids sort differently
+    as text than as numbers), three chapters."""
+    subset = tmp_path / "LibriSpeech" / "dev-clean"
+    make_chapter(subset, "19", "198", {"0000": "NORTHANGER ABBEY", "0001": "IT WAS A FINE DAY"})
+    make_chapter(subset, "19", "227", {"0000": "SHE DIDN'T KNOW"})
+    make_chapter(subset, "1034", "121119", {"0000": "HELLO WORLD"})
+    return subset
