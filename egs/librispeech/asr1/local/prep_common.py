@@ -24,6 +24,7 @@ __all__ = [
     "Utterance",
     "Progress",
     "atomic_write_text",
+    "fold_accents",
     "log",
     "normalize_text",
     "replace_dir",
@@ -126,6 +127,14 @@ _NOT_LETTER_OR_APOSTROPHE = re.compile(r"[^A-Z']+")
 _LOOSE_APOSTROPHE = re.compile(r"(?<![A-Z])'|'(?![A-Z])")
 
 
+def fold_accents(text: str) -> str:
+    """``é`` -> ``e``: drop combining marks after NFKD (ASCII passes through)."""
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
 def normalize_text(text: str) -> str:
     """LibriSpeech text form: upper case A-Z, apostrophes inside words, single
     spaces.  Accents are folded (``é`` -> ``E``), hyphens and all other
@@ -133,9 +142,7 @@ def normalize_text(text: str) -> str:
     between two letters) are dropped.  Idempotent, so LibriSpeech's own
     transcripts pass through unchanged.
     """
-    text = text.translate(_APOSTROPHES)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).upper()
+    text = fold_accents(text.translate(_APOSTROPHES)).upper()
     text = _NOT_LETTER_OR_APOSTROPHE.sub(" ", text)
     text = _LOOSE_APOSTROPHE.sub(" ", text)
     return " ".join(text.split())
