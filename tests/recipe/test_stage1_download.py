@@ -3,89 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
 
-from stage1_helpers import make_chapter
+from stage1_helpers import RangeServer, make_chapter
 
 import download_librispeech as dl
 from prep_common import StageError
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `server.files`; honours ``Range: bytes=N-`` unless
-    `server.ignore_range`; the first response for a path can be cut after
-    `server.cut_first` bytes (a dropped connection)."""
-
-    def log_message(self, *args: object) -> None:  # keep test output clean
-        pass
-
-    def do_GET(self) -> None:
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get("Range")))
-        data = srv.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        start = 0
-        header = self.headers.get("Range")
-        if header and not srv.ignore_range:
-            start = int(header.removeprefix("bytes=").rstrip("-"))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if srv.cut_first is not None and self.path not in srv.cut_done:
-            srv.cut_done.add(self.path)
-            self.wfile.write(body[: srv.cut_first])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, Optional[str]]] = []
-        self.ignore_range = False
-        self.cut_first: Optional[int] = None
-        self.cut_done: set[str] = set()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/ls"
-
-
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=5)
 
 
 def _archive(tmp_path: Path, subset: str = "dev-clean") -> bytes:
@@ -104,12 +31,12 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def _fetch(server: _Server, root: Path, data: bytes, subset: str = "dev-clean", **kw) -> Path:
+def _fetch(server: RangeServer, root: Path, data: bytes, subset: str = "dev-clean", **kw) -> Path:
     return dl.fetch_subset(subset, root, server.base_url, {subset: _md5(data)},
                            retry_wait=0, show_progress=False, **kw)
 
 
-def test_complete_download(server: _Server, tmp_path: Path) -> None:
+def test_complete_download(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
     root = tmp_path / "downloads"
@@ -123,7 +50,7 @@ def test_complete_download(server: _Server, tmp_path: Path) -> None:
     assert server.requests == [("/ls/dev-clean.tar.gz", None)]
 
 
-def test_resume_after_truncated_part(server: _Server, tmp_path: Path) -> None:
+def test_resume_after_truncated_part(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
     root = tmp_path / "downloads"
@@ -137,7 +64,7 @@ def test_resume_after_truncated_part(server: _Server, tmp_path: Path) -> None:
     assert (root / "LibriSpeech" / "dev-clean" / "84").is_dir()
 
 
-def test_resume_after_dropped_connection(server: _Server, tmp_path: Path) -> None:
+def test_resume_after_dropped_connection(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
     server.cut_first = 100
@@ -147,7 +74,7 @@ def test_resume_after_dropped_connection(server: _Server, tmp_path: Path) -> Non
     assert (root / "dev-clean.tar.gz").read_bytes() == data
 
 
-def test_complete_part_is_not_fetched_again(server: _Server, tmp_path: Path) -> None:
+def test_complete_part_is_not_fetched_again(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
     root = tmp_path / "downloads"
@@ -158,7 +85,7 @@ def test_complete_part_is_not_fetched_again(server: _Server, tmp_path: Path) -> 
     assert (root / "LibriSpeech" / "dev-clean").is_dir()
 
 
-def test_server_ignoring_range_starts_over(server: _Server, tmp_path: Path) -> None:
+def test_server_ignoring_range_starts_over(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
     server.ignore_range = True
@@ -170,7 +97,7 @@ def test_server_ignoring_range_starts_over(server: _Server, tmp_path: Path) -> N
 
 
 def test_checksum_mismatch_moves_file_aside_and_fails(
-    server: _Server, tmp_path: Path, capsys,
+    server: RangeServer, tmp_path: Path, capsys,
 ) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
@@ -190,7 +117,7 @@ def test_checksum_mismatch_moves_file_aside_and_fails(
     assert len(server.requests) == 1  # no silent second download
 
 
-def test_corrupt_part_is_caught_after_resume(server: _Server, tmp_path: Path) -> None:
+def test_corrupt_part_is_caught_after_resume(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
     root = tmp_path / "downloads"
@@ -204,7 +131,7 @@ def test_corrupt_part_is_caught_after_resume(server: _Server, tmp_path: Path) ->
     assert len(server.requests) == 1
 
 
-def test_skip_when_done(server: _Server, tmp_path: Path) -> None:
+def test_skip_when_done(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     server.files["/ls/dev-clean.tar.gz"] = data
     root = tmp_path / "downloads"
@@ -214,7 +141,7 @@ def test_skip_when_done(server: _Server, tmp_path: Path) -> None:
     assert len(server.requests) == 1
 
 
-def test_existing_archive_is_verified_not_downloaded(server: _Server, tmp_path: Path) -> None:
+def test_existing_archive_is_verified_not_downloaded(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     root = tmp_path / "downloads"
     root.mkdir()
@@ -225,7 +152,7 @@ def test_existing_archive_is_verified_not_downloaded(server: _Server, tmp_path: 
     assert not (root / "dev-clean.tar.gz").exists()
 
 
-def test_existing_bad_archive_is_moved_aside(server: _Server, tmp_path: Path) -> None:
+def test_existing_bad_archive_is_moved_aside(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path)
     root = tmp_path / "downloads"
     root.mkdir()
@@ -236,12 +163,12 @@ def test_existing_bad_archive_is_moved_aside(server: _Server, tmp_path: Path) ->
     assert not (root / "dev-clean.tar.gz").exists()
 
 
-def test_http_error_is_reported(server: _Server, tmp_path: Path) -> None:
+def test_http_error_is_reported(server: RangeServer, tmp_path: Path) -> None:
     with pytest.raises(StageError, match=r"cannot download .*/ls/dev-clean\.tar\.gz: HTTP 404"):
         _fetch(server, tmp_path / "downloads", b"anything")
 
 
-def test_archive_with_member_outside_librispeech_is_refused(server: _Server, tmp_path: Path) -> None:
+def test_archive_with_member_outside_librispeech_is_refused(server: RangeServer, tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         info = tarfile.TarInfo("elsewhere/evil.txt")
@@ -255,7 +182,7 @@ def test_archive_with_member_outside_librispeech_is_refused(server: _Server, tmp
     assert sorted(p.name for p in root.iterdir()) == ["dev-clean.tar.gz"]
 
 
-def test_archive_without_the_subset_is_refused(server: _Server, tmp_path: Path) -> None:
+def test_archive_without_the_subset_is_refused(server: RangeServer, tmp_path: Path) -> None:
     data = _archive(tmp_path, subset="dev-other")
     server.files["/ls/dev-clean.tar.gz"] = data
     with pytest.raises(StageError, match=r"has no LibriSpeech/dev-clean/ directory"):
@@ -263,7 +190,7 @@ def test_archive_without_the_subset_is_refused(server: _Server, tmp_path: Path) 
     assert not (tmp_path / "downloads" / "LibriSpeech" / "dev-clean").exists()
 
 
-def test_unknown_subset_needs_md5(server: _Server, tmp_path: Path) -> None:
+def test_unknown_subset_needs_md5(server: RangeServer, tmp_path: Path) -> None:
     with pytest.raises(StageError, match="no md5 known for 'train-clean-5'"):
         dl.fetch_subset("train-clean-5", tmp_path, server.base_url, dict(dl.KNOWN_MD5))
 
