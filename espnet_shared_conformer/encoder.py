@@ -13,11 +13,10 @@ import inspect
 from typing import List, Optional, Tuple, Union
 
 import torch
-from torch import nn
-from typeguard import typechecked
-
 from espnet2.asr.ctc import CTC
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from torch import nn
+from typeguard import typechecked
 
 from espnet_shared_conformer._compat import (
     ESPNET_HAS_SDPA,
@@ -42,7 +41,16 @@ __all__ = ["SharedConformerEncoder"]
 
 _POS_ENC = ("abs_pos", "scaled_abs_pos", "conv", "rel_pos", "legacy_rel_pos")
 _SELF_ATTN = ("selfattn", "rel_selfattn", "legacy_rel_selfattn")
-_INPUT_LAYERS = ("linear", "conv2d", "conv2d1", "conv2d2", "conv2d6", "conv2d8", "embed", None)
+_INPUT_LAYERS = (
+    "linear",
+    "conv2d",
+    "conv2d1",
+    "conv2d2",
+    "conv2d6",
+    "conv2d8",
+    "embed",
+    None,
+)
 _POSITIONWISE = ("linear", "conv1d", "conv1d-linear")
 # A layer's LayerNorms, in the order ESPnet's EncoderLayer registers them.
 _NORMS = ("norm_ff", "norm_mha", "norm_ff_macaron", "norm_conv", "norm_final")
@@ -242,7 +250,9 @@ class SharedConformerEncoder(AbsEncoder):
                 # Tied to a sibling (the macaron FFN): the block aliases it itself.
                 modules[kind] = plan.attribute(source_kind)
             elif source_block != block:
-                modules[kind] = Alias(self.encoders[source_block], plan.attribute(source_kind))
+                modules[kind] = Alias(
+                    self.encoders[source_block], plan.attribute(source_kind)
+                )
             else:
                 modules[kind] = self._adopt_module(layer, kind, block)
 
@@ -252,16 +262,16 @@ class SharedConformerEncoder(AbsEncoder):
             feed_forward=modules["ffn"],
             feed_forward_macaron=modules.get("ffn_macaron"),
             conv_module=modules.get("conv"),
-            norms=None if plan.per_layer_norms else {
-                name: getattr(layer, name) for name in self._norm_names
-            },
+            norms=None
+            if plan.per_layer_norms
+            else {name: getattr(layer, name) for name in self._norm_names},
             dropout_rate=layer.dropout.p,
             normalize_before=layer.normalize_before,
             concat_linear=layer.concat_linear if layer.concat_after else None,
         )
 
     def _adopt_module(self, layer: nn.Module, kind: str, block: int) -> nn.Module:
-        """Take the ``kind`` module of an ESPnet layer, tied and factorized as planned."""
+        """Take an ESPnet layer's ``kind`` module, tied and factorized as planned."""
         plan = self.plan
         module = getattr(layer, plan.attribute(kind))
         if kind == "conv":
@@ -333,7 +343,12 @@ class SharedConformerEncoder(AbsEncoder):
                     xs_pad.size(1),
                     limit,
                 )
-            xs, masks = self.embed(xs_pad, masks)
+            xs, _ = self.embed(xs_pad, masks)
+            masks = _subsampled_mask(
+                self.embed,
+                masks,
+                xs[0].size(1) if isinstance(xs, tuple) else xs.size(1),
+            )
         else:
             xs = self.embed(xs_pad)
         x, pos_emb = xs if isinstance(xs, tuple) else (xs, None)
@@ -368,6 +383,34 @@ class SharedConformerEncoder(AbsEncoder):
         if intermediate_outs:
             return (x, intermediate_outs), olens, None
         return x, olens, None
+
+
+# (kernel, stride) of the time-axis convolutions of ESPnet's subsampling layers.
+_SUBSAMPLING_CONVS = {
+    "Conv2dSubsampling": ((3, 2), (3, 2)),
+    "Conv2dSubsampling1": ((3, 1), (3, 1)),
+    "Conv2dSubsampling2": ((3, 2), (3, 1)),
+    "Conv2dSubsampling6": ((3, 2), (5, 3)),
+    "Conv2dSubsampling8": ((3, 2), (3, 2), (3, 2)),
+}
+
+
+def _subsampled_mask(
+    embed: nn.Module, masks: torch.Tensor, out_time: int
+) -> torch.Tensor:
+    """The (B, 1, T') mask after subsampling, from each utterance's own length.
+
+    ESPnet 202511 slices the padded batch's mask instead, which makes a short
+    utterance's output length depend on its batch mates; 202611 computes it
+    this way.
+    """
+    lengths = masks.squeeze(1).sum(-1)
+    for kernel, stride in _SUBSAMPLING_CONVS[type(embed).__name__]:
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    lengths = lengths.clamp(min=0, max=out_time)
+    return (torch.arange(out_time, device=masks.device)[None, :] < lengths[:, None])[
+        :, None, :
+    ]
 
 
 def _argument_names() -> Tuple[str, ...]:
@@ -428,17 +471,23 @@ def _check_conformer_options(
             f"{list(_POSITIONWISE)}"
         )
     if rel_pos_type not in ("legacy", "latest"):
-        raise ValueError(f"rel_pos_type ({rel_pos_type!r}) must be 'legacy' or 'latest'")
+        raise ValueError(
+            f"rel_pos_type ({rel_pos_type!r}) must be 'legacy' or 'latest'"
+        )
     if pos_enc_layer_type not in _POS_ENC:
         raise ValueError(
-            f"pos_enc_layer_type ({pos_enc_layer_type!r}) must be one of {list(_POS_ENC)}"
+            f"pos_enc_layer_type ({pos_enc_layer_type!r}) must be one of "
+            f"{list(_POS_ENC)}"
         )
     if selfattention_layer_type not in _SELF_ATTN:
         raise ValueError(
             f"selfattention_layer_type ({selfattention_layer_type!r}) must be one of "
             f"{list(_SELF_ATTN)}"
         )
-    if rel_pos_type == "latest" and "legacy" in pos_enc_layer_type + selfattention_layer_type:
+    if (
+        rel_pos_type == "latest"
+        and "legacy" in pos_enc_layer_type + selfattention_layer_type
+    ):
         raise ValueError(
             f"rel_pos_type ('latest') contradicts pos_enc_layer_type "
             f"({pos_enc_layer_type!r}) / selfattention_layer_type "

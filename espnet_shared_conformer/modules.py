@@ -103,7 +103,9 @@ class LowRankLinear(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     @classmethod
-    def replacing(cls, dense: Union[nn.Linear, nn.Conv1d], rank: int) -> "LowRankLinear":
+    def replacing(
+        cls, dense: Union[nn.Linear, nn.Conv1d], rank: int
+    ) -> "LowRankLinear":
         """A fresh low-rank layer with ``dense``'s shape, keeping its bias init.
 
         ``dense`` is an ``nn.Linear`` or a pointwise (kernel 1) ``nn.Conv1d``.
@@ -165,7 +167,7 @@ class ConvolutionModule(nn.Module):
     def forward(
         self, x: torch.Tensor, mask_pad: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Map ``x`` (B, T, d) to (B, T, d); ``mask_pad`` (B, 1, T) is True on real frames."""
+        """Map ``x`` (B, T, d) to (B, T, d); ``mask_pad`` (B, 1, T): True if real."""
         x = F.glu(_pointwise(self.pointwise_conv1, x), dim=-1)  # (B, T, d)
         if mask_pad is not None:
             x = x.masked_fill(~mask_pad.transpose(1, 2).bool(), 0.0)
@@ -269,7 +271,10 @@ class ConformerBlock(nn.Module):
         pre = self.normalize_before
         if self.feed_forward_macaron is not None:
             x = self._residual(
-                x, self.feed_forward_macaron, norms.norm_ff_macaron, coeff * self.ff_scale
+                x,
+                self.feed_forward_macaron,
+                norms.norm_ff_macaron,
+                coeff * self.ff_scale,
             )
 
         residual = x

@@ -111,9 +111,13 @@ def encoder_block_parameters(options: Mapping[str, Any]) -> int:
     return total
 
 
-def _module_parameters(plan: SharingPlan, o: Mapping[str, Any], kind: str, block: int) -> int:
+def _module_parameters(
+    plan: SharingPlan, o: Mapping[str, Any], kind: str, block: int
+) -> int:
     d = o["output_size"]
-    total = sum(_projection_parameters(plan, o, p, block) for p in plan.projections(kind))
+    total = sum(
+        _projection_parameters(plan, o, p, block) for p in plan.projections(kind)
+    )
     if kind == "mhsa":
         if plan.relative_attention:
             total += 2 * d  # pos_bias_u, pos_bias_v: heads x d_k each
@@ -187,7 +191,6 @@ class ParameterReport:
         them), else from the config's own ``token_list``, else ``vocab_size``.
         """
         import torch
-
         from espnet2.tasks.asr import ASRTask
 
         from espnet_shared_conformer._registry import register
@@ -207,9 +210,9 @@ class ParameterReport:
                 )
             if vocab_size < 3:
                 raise ValueError(f"vocab_size ({vocab_size}) must be at least 3")
-            args.token_list = ["<blank>"] + [f"t{i}" for i in range(vocab_size - 2)] + [
-                "<sos/eos>"
-            ]
+            args.token_list = (
+                ["<blank>"] + [f"t{i}" for i in range(vocab_size - 2)] + ["<sos/eos>"]
+            )
         model = ASRTask.build_model(args)
 
         parts = {}
@@ -231,7 +234,9 @@ class ParameterReport:
             virtual = encoder_count
         else:
             embed = count_parameters(encoder.embed)
-            virtual = embed + encoder_block_parameters(virtual_equivalent_options(options))
+            virtual = embed + encoder_block_parameters(
+                virtual_equivalent_options(options)
+            )
         return cls(
             config=config,
             vocab_size=len(model.token_list),
@@ -245,7 +250,10 @@ class ParameterReport:
     def format(self) -> str:
         from humanfriendly import format_number, format_size
 
-        lines = [f"{self.config} (encoder: {self.encoder_name}, vocabulary {self.vocab_size})"]
+        lines = [
+            f"{self.config} (encoder: {self.encoder_name}, "
+            f"vocabulary {self.vocab_size})"
+        ]
         width = max(len(n) for n in self.parts) + 2
         for name, count in self.parts.items():
             if count or name in ("encoder", "decoder", "ctc"):
@@ -257,7 +265,8 @@ class ParameterReport:
             f"  encoder compression: {self.compression:.2f}x "
             f"(model: {self.total_virtual / self.total:.2f}x, "
             f"{format_number(self.total_virtual)} virtual)",
-            f"  size: fp32 {format_size(4 * self.total)}, int8 {format_size(self.total)}",
+            f"  size: fp32 {format_size(4 * self.total)}, "
+            f"int8 {format_size(self.total)}",
         ]
         return "\n".join(lines)
 
@@ -272,13 +281,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--config", required=True, nargs="+", help="ASR config YAML(s)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--token_list", help="token list file (sets the vocabulary)")
-    group.add_argument("--vocab_size", type=int, default=5000,
-                       help="vocabulary size when the config names no token list")
+    group.add_argument(
+        "--vocab_size",
+        type=int,
+        default=5000,
+        help="vocabulary size when the config names no token list",
+    )
     args = parser.parse_args(argv)
     reports: List[str] = []
     for config in args.config:
         try:
-            report = ParameterReport.from_config(config, args.vocab_size, args.token_list)
+            report = ParameterReport.from_config(
+                config, args.vocab_size, args.token_list
+            )
         except (OSError, ValueError) as e:
             print(f"error: {config}: {e}", file=sys.stderr)
             return 1

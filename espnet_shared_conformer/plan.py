@@ -199,7 +199,7 @@ class SharingPlan:
         return self.source(kind, block) == (kind, block)
 
     def factor_owner(self, block: int) -> int:
-        """The block whose shared low-rank factor ``block`` uses (itself if unshared)."""
+        """The block owning the low-rank factors ``block`` uses (itself if unshared)."""
         return 0 if self.lowrank_shared_factor != "none" else block
 
     def is_lowrank(self, kind: str) -> bool:
@@ -272,6 +272,10 @@ def _schedule(
             f"{list(REPEAT_SCHEDULES)} or a list of num_blocks block indices"
         )
     schedule = tuple(repeat_schedule)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in schedule):
+        raise ValueError(
+            f"repeat_schedule ({list(schedule)}) must list integer block indices"
+        )
     if len(schedule) != num_layers:
         raise ValueError(
             f"repeat_schedule ({list(schedule)}) has {len(schedule)} entries; it "

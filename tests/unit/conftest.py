@@ -57,7 +57,9 @@ def batch(
     """Random features (B, T, dim) with zeros past each length, and the lengths."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(len(lengths), max(lengths), dim, generator=g)
-    x = x * (torch.arange(max(lengths))[None, :, None] < torch.tensor(lengths)[:, None, None])
+    x = x * (
+        torch.arange(max(lengths))[None, :, None] < torch.tensor(lengths)[:, None, None]
+    )
     return x, torch.tensor(lengths)
 
 
@@ -103,7 +105,8 @@ def load_unrolled(encoder: SharedConformerEncoder) -> SharedConformerEncoder:
     """The unshared twin holding copies of the weights the shared encoder uses."""
     twin = unshared_twin(encoder)
     state: Dict[str, torch.Tensor] = {
-        path: tensor.detach().clone() for path, tensor in unrolled_entries(encoder, twin)
+        path: tensor.detach().clone()
+        for path, tensor in unrolled_entries(encoder, twin)
     }
     twin.load_state_dict(state, strict=True)
     return twin

@@ -27,27 +27,40 @@ SHARING = [
     dict(tie_attention_projections="qkv", lowrank_rank=4),
     dict(lowrank_rank=5, lowrank_modules=["ffn", "conv"]),
     dict(lowrank_rank=4, lowrank_shared_factor="in"),
-    dict(lowrank_rank=4, lowrank_shared_factor="out", num_blocks=6, num_unique_blocks=3),
     dict(
-        num_blocks=8, num_unique_blocks=2, share_across_layers=["conv"], tie_macaron_ffn=True,
-        tie_attention_projections="qk", lowrank_rank=4, lowrank_shared_factor="in",
+        lowrank_rank=4, lowrank_shared_factor="out", num_blocks=6, num_unique_blocks=3
+    ),
+    dict(
+        num_blocks=8,
+        num_unique_blocks=2,
+        share_across_layers=["conv"],
+        tie_macaron_ffn=True,
+        tie_attention_projections="qk",
+        lowrank_rank=4,
+        lowrank_shared_factor="in",
         per_layer_norms=True,
     ),
 ]
 ARCHITECTURE = [
     dict(),
     dict(macaron_style=False, use_cnn_module=False),
-    dict(pos_enc_layer_type="abs_pos", selfattention_layer_type="selfattn", qk_norm=True),
+    dict(
+        pos_enc_layer_type="abs_pos", selfattention_layer_type="selfattn", qk_norm=True
+    ),
     dict(concat_after=True, normalize_before=False),
 ]
 
 
 def _compatible(sharing, architecture):
     if architecture.get("macaron_style") is False:
-        if sharing.get("tie_macaron_ffn") or "ffn_macaron" in sharing.get("share_across_layers", []):
+        if sharing.get("tie_macaron_ffn") or "ffn_macaron" in sharing.get(
+            "share_across_layers", []
+        ):
             return False
     if architecture.get("use_cnn_module") is False:
-        if "conv" in sharing.get("share_across_layers", []) + sharing.get("lowrank_modules", []):
+        if "conv" in sharing.get("share_across_layers", []) + sharing.get(
+            "lowrank_modules", []
+        ):
             return False
     return True
 
@@ -66,8 +79,12 @@ def test_rule_matches_the_built_encoder(options):
 
 @pytest.mark.parametrize("positionwise", ["conv1d", "conv1d-linear"])
 def test_rule_counts_convolutional_feed_forward(positionwise):
-    options = dict(positionwise_layer_type=positionwise, positionwise_conv_kernel_size=3,
-                   lowrank_rank=4, lowrank_modules=["mhsa"])
+    options = dict(
+        positionwise_layer_type=positionwise,
+        positionwise_conv_kernel_size=3,
+        lowrank_rank=4,
+        lowrank_modules=["mhsa"],
+    )
     encoder = build(**options)
     assert count_parameters(encoder) - count_parameters(encoder.embed) == (
         encoder_block_parameters({**TINY, **options})
@@ -76,15 +93,28 @@ def test_rule_counts_convolutional_feed_forward(positionwise):
 
 def test_rule_for_a_paper_scale_config_by_hand():
     # d=256, f=1024, 16 virtual layers over 4 blocks, rank 64 with a shared A.
-    options = dict(output_size=256, linear_units=1024, num_blocks=16, num_unique_blocks=4,
-                   macaron_style=True, lowrank_rank=64, lowrank_shared_factor="in",
-                   cnn_module_kernel=15)
+    options = dict(
+        output_size=256,
+        linear_units=1024,
+        num_blocks=16,
+        num_unique_blocks=4,
+        macaron_style=True,
+        lowrank_rank=64,
+        lowrank_shared_factor="in",
+        cnn_module_kernel=15,
+    )
     d, f, r, k = 256, 1024, 64, 15
     shared_a = 2 * (r * d + r * f) + 5 * r * d + 2 * r * d  # ffn x2, mhsa x5, conv x2
     per_block = (
         2 * (f * r + f + d * r + d)  # two FFNs: B factors and biases
-        + 4 * (d * r + d) + d * r + 2 * d  # attention: q, k, v, out (+bias), pos, pos_bias
-        + (2 * d * r + 2 * d) + (d * r + d) + d * k + d + 2 * d  # convolution module
+        + 4 * (d * r + d)
+        + d * r
+        + 2 * d  # attention: q, k, v, out (+bias), pos, pos_bias
+        + (2 * d * r + 2 * d)
+        + (d * r + d)
+        + d * k
+        + d
+        + 2 * d  # convolution module
         + 5 * 2 * d  # LayerNorms
     )
     assert encoder_block_parameters(options) == shared_a + 4 * per_block + 2 * d
@@ -112,14 +142,24 @@ def _config(tmp_path, encoder, encoder_conf):
     return str(path)
 
 
-ENCODER_CONF = dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=8,
-                    cnn_module_kernel=7, macaron_style=True)
+ENCODER_CONF = dict(
+    output_size=32,
+    attention_heads=2,
+    linear_units=64,
+    num_blocks=8,
+    cnn_module_kernel=7,
+    macaron_style=True,
+)
 
 
 def test_report_builds_the_model_by_name(tmp_path):
     conf = dict(ENCODER_CONF, num_unique_blocks=2, lowrank_rank=8)
-    report = ParameterReport.from_config(_config(tmp_path, "shared_conformer", conf), vocab_size=50)
-    plain = ParameterReport.from_config(_config(tmp_path, "conformer", ENCODER_CONF), vocab_size=50)
+    report = ParameterReport.from_config(
+        _config(tmp_path, "shared_conformer", conf), vocab_size=50
+    )
+    plain = ParameterReport.from_config(
+        _config(tmp_path, "conformer", ENCODER_CONF), vocab_size=50
+    )
     assert report.vocab_size == 50
     assert report.total == sum(report.parts.values())
     assert report.parts["decoder"] == plain.parts["decoder"] > 0
@@ -130,11 +170,22 @@ def test_report_builds_the_model_by_name(tmp_path):
 
 
 def test_report_command(tmp_path):
-    conf = _config(tmp_path, "shared_conformer", dict(ENCODER_CONF, num_unique_blocks=4))
+    conf = _config(
+        tmp_path, "shared_conformer", dict(ENCODER_CONF, num_unique_blocks=4)
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "espnet_shared_conformer.params", "--config", conf,
-         "--vocab_size", "40"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "espnet_shared_conformer.params",
+            "--config",
+            conf,
+            "--vocab_size",
+            "40",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     report = ParameterReport.from_config(conf, vocab_size=40)
     assert f"encoder compression: {report.compression:.2f}x" in result.stdout
@@ -145,9 +196,15 @@ def test_report_command(tmp_path):
 
 def test_report_command_missing_config(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "espnet_shared_conformer.params", "--config",
-         str(tmp_path / "nope.yaml")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "espnet_shared_conformer.params",
+            "--config",
+            str(tmp_path / "nope.yaml"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "nope.yaml" in result.stderr

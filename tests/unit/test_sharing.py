@@ -14,8 +14,12 @@ from conftest import batch, build, load_unrolled, unrolled_entries, unshared_twi
 # Every sharing level alone, then combinations of all four.
 SHARING = {
     "repeat-cyclic": dict(num_blocks=6, num_unique_blocks=2),
-    "repeat-consecutive": dict(num_blocks=6, num_unique_blocks=3, repeat_schedule="consecutive"),
-    "repeat-list": dict(num_blocks=5, num_unique_blocks=2, repeat_schedule=[0, 1, 1, 0, 1]),
+    "repeat-consecutive": dict(
+        num_blocks=6, num_unique_blocks=3, repeat_schedule="consecutive"
+    ),
+    "repeat-list": dict(
+        num_blocks=5, num_unique_blocks=2, repeat_schedule=[0, 1, 1, 0, 1]
+    ),
     "share-mhsa": dict(share_across_layers=["mhsa"]),
     "share-all": dict(share_across_layers=["ffn_macaron", "mhsa", "conv", "ffn"]),
     "tie-macaron": dict(tie_macaron_ffn=True),
@@ -23,7 +27,9 @@ SHARING = {
     "tie-qk": dict(tie_attention_projections="qk"),
     "tie-qkv": dict(tie_attention_projections="qkv"),
     "lowrank": dict(lowrank_rank=4),
-    "lowrank-mhsa-in": dict(lowrank_rank=4, lowrank_modules=["mhsa"], lowrank_shared_factor="in"),
+    "lowrank-mhsa-in": dict(
+        lowrank_rank=4, lowrank_modules=["mhsa"], lowrank_shared_factor="in"
+    ),
     "lowrank-out": dict(lowrank_rank=4, lowrank_shared_factor="out"),
     "per-layer-norms": dict(num_blocks=6, num_unique_blocks=2, per_layer_norms=True),
     "all-levels": dict(
@@ -60,7 +66,9 @@ def test_each_unique_tensor_listed_once(options):
     assert len(pointers) == len(set(pointers))
     params = list(encoder.parameters())
     assert sum(p.numel() for p in params) == sum(
-        t.numel() for name, t in state.items() if "running_" not in name and "num_batches" not in name
+        t.numel()
+        for name, t in state.items()
+        if "running_" not in name and "num_batches" not in name
     )
 
 
@@ -151,7 +159,10 @@ def test_checkpoint_size_follows_unique_parameters_not_depth():
 
 def test_deepcopy_and_pickle_keep_sharing():
     encoder = build(**SHARING["all-levels"])
-    for clone in (copy.deepcopy(encoder), torch.load(_pickled(encoder), weights_only=False)):
+    for clone in (
+        copy.deepcopy(encoder),
+        torch.load(_pickled(encoder), weights_only=False),
+    ):
         blocks = clone.encoders
         assert blocks[1].conv_module.resolve() is blocks[0].conv_module
         a0 = blocks[0].self_attn.linear_q.a
@@ -169,7 +180,9 @@ def _pickled(module):
 def test_aliases_survive_module_swaps():
     """Dynamic int8 quantization swaps linear layers; shared users follow."""
     encoder = build(**SHARING["all-levels"]).eval()
-    quantized = torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, torch.qint8)
+    quantized = torch.ao.quantization.quantize_dynamic(
+        encoder, {torch.nn.Linear}, torch.qint8
+    )
     block0, block1 = quantized.encoders
     assert isinstance(block1.self_attn.linear_q.a, Alias)
     assert block1.self_attn.linear_q.a.resolve() is block0.self_attn.linear_q.a
