@@ -46,6 +46,8 @@ __all__ = ["read_subset", "prepare", "main"]
 
 # Bump when the output for the same input changes, so old markers are redone.
 FORMAT_VERSION = 1
+# Show progress of the audio check only where it takes a while (LibriSpeech).
+PROGRESS_MIN_FILES = 5000
 
 
 def _sorted_dirs(path: Path) -> list[Path]:
@@ -154,7 +156,8 @@ def prepare(sources: list[Path], dst: Path, nj: int = 1, check_audio: bool = Tru
             first_seen[u.utt_id] = where
 
     if check_audio and rows:
-        with Progress(len(rows), f"checking audio for {dst}", unit="files") as bar, \
+        with Progress(len(rows), f"checking audio for {dst}", unit="files",
+                      enabled=len(rows) >= PROGRESS_MIN_FILES) as bar, \
                 ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
             for (u, where), problem in zip(rows, pool.map(check_audio_file, [u.audio for u, _ in rows],
                                                           chunksize=64)):

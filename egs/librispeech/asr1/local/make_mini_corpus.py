@@ -84,9 +84,10 @@ _SUBSET_CODE = {name: i + 1 for i, name in enumerate(SUBSETS)}  # first digit of
 
 SAMPLE_RATE = 16000
 # Speaking rate of every voice at speed 1 (espeak-ng at 160 wpm, flite at
-# duration_stretch 1), in characters of text per second of audio: measured on
-# Emma, 15.5-16 for all voices.  Only used to aim at --hours before synthesis.
-CHARS_PER_SECOND = 15.7
+# duration_stretch 1), in characters of text per second of audio: 15.5-16 on
+# a sample of Emma for each voice, 16.2 over a whole 2-hour corpus.  Only used
+# to aim at --hours before synthesis; README.TXT reports the real hours.
+CHARS_PER_SECOND = 16.2
 ESPEAK_BASE_WPM = 160
 
 
