@@ -94,8 +94,10 @@ def test_librispeech_download_and_prep(server: RangeServer, tmp_path: Path) -> N
 def test_existing_copy_full_training_set_is_train_960(tmp_path: Path) -> None:
     subsets = ["train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "test-other"]
     _librispeech_copy(tmp_path / "corpus", subsets)
-    # The root may also be the LibriSpeech directory itself.
-    result = _run(tmp_path, "--corpus", "librispeech", "--download", "false",
+    # The root may also be the LibriSpeech directory itself; nothing is
+    # downloaded when every subset is there (the URL leads nowhere).
+    result = _run(tmp_path, "--corpus", "librispeech", "--download", "true",
+                  "--base_url", "http://127.0.0.1:9/nothing-here",
                   "--librispeech_root", str(tmp_path / "corpus" / "LibriSpeech"),
                   "--download_subsets", " ".join(subsets))
     assert result.returncode == 0, result.stderr

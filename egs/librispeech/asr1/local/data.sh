@@ -117,14 +117,8 @@ else
     read -r -a subsets <<< "${download_subsets//,/ }"
     if [ "${#subsets[@]}" -eq 0 ]; then echo "$0: --download_subsets is empty" >&2; exit 2; fi
     log "Stage 1 data: LibriSpeech ${download_subsets} in ${librispeech_root} -> ${datadir}"
-    if "${download}"; then
-        md5_opt=()
-        if [ -n "${md5}" ]; then md5_opt=(--md5 "${md5}"); fi
-        py "${local_dir}/download_librispeech.py" --root "${librispeech_root}" \
-            --subsets "${subsets[@]}" --base_url "${base_url}" "${md5_opt[@]}"
-    fi
     # A subset is ROOT/LibriSpeech/<subset>, or ROOT/<subset> when ROOT is the
-    # LibriSpeech directory itself.
+    # LibriSpeech directory of an existing copy.
     subset_dir() {
         if [ -d "${librispeech_root}/LibriSpeech/$1" ]; then echo "${librispeech_root}/LibriSpeech/$1"
         elif [ -d "${librispeech_root}/$1" ]; then echo "${librispeech_root}/$1"
@@ -133,6 +127,16 @@ else
             return 1
         fi
     }
+    missing=()
+    for subset in "${subsets[@]}"; do
+        subset_dir "${subset}" >/dev/null 2>&1 || missing+=("${subset}")
+    done
+    if [ "${#missing[@]}" -gt 0 ] && "${download}"; then
+        md5_opt=()
+        if [ -n "${md5}" ]; then md5_opt=(--md5 "${md5}"); fi
+        py "${local_dir}/download_librispeech.py" --root "${librispeech_root}" \
+            --subsets "${missing[@]}" --base_url "${base_url}" "${md5_opt[@]}"
+    fi
     train_dirs=(); train_names=(); dev_dirs=()
     for subset in "${subsets[@]}"; do
         src=$(subset_dir "${subset}")

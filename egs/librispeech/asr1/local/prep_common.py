@@ -62,7 +62,7 @@ class Progress:
         self, total: float, desc: str, unit: str = "it", step_percent: int = 10,
         enabled: bool = True,
     ) -> None:
-        self.total = max(float(total), 0.0)
+        self.total = max(total, 0)
         self.desc = desc
         self.unit = unit
         self.step = step_percent
