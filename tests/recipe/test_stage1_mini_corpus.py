@@ -214,3 +214,19 @@ def test_existing_unfinished_root_is_not_touched(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="exists but is not a finished mini corpus"):
         mini.build_corpus(root, **TINY)
     assert (root / "mine.txt").read_text() == "user data"
+
+
+def test_synthesis_failure_names_the_utterance(tmp_path: Path) -> None:
+    bad = mini.Speaker("101", mini.Voice("espeak-ng", "xx-no-such-voice", "M"), 50.0, 1.0, -3.0, False)
+    sentence = mini.Sentence("It was a fine day.", "IT WAS A FINE DAY", "book:2")
+    job = mini.Job("train-synth", bad, "1101", "101-1101-0000", sentence, 1.0, 0.1, 0.1)
+    out = tmp_path / "101-1101-0000.flac"
+    with pytest.raises(StageError, match=r"espeak-ng failed for 101-1101-0000 \('It was a fine day.'\)"):
+        mini.synthesize(job, out, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no audio, no .part, no temporary wav
+
+
+def test_missing_flite_voice_is_reported() -> None:
+    speaker = mini.Speaker("101", mini.Voice("flite", "no_such_voice", "M"), 1.0, 1.0, -3.0, False)
+    with pytest.raises(StageError, match="flite has no voice 'no_such_voice'"):
+        mini._check_tools([speaker])

@@ -515,9 +515,14 @@ def build_corpus(
     with Progress(len(todo), "synthesizing", unit="utts", enabled=show_progress) as bar, \
             ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
         futures = [pool.submit(synthesize, j, build / j.relpath, work_dir) for j in todo]
-        for future in futures:
-            future.result()
-            bar.update()
+        try:
+            for future in futures:
+                future.result()
+                bar.update()
+        except BaseException:
+            for future in futures:  # stop at the first failure, not after the queue
+                future.cancel()
+            raise
     shutil.rmtree(work_dir)
 
     durations = {j.utt_id: soundfile.info(str(build / j.relpath)).duration for j in jobs}
