@@ -106,12 +106,12 @@ if [ "${corpus}" = mini ]; then
     # every usable Austen sentence except the dev/test ones.
     other_text=${datadir}/local/other_text
     mkdir -p "${other_text}"
-    if ! cmp -s "${mini_root}/austen-lm-norm.txt" "${other_text}/.source" 2>/dev/null; then
+    source_md5=$(md5sum < "${mini_root}/austen-lm-norm.txt" | cut -d' ' -f1)
+    if [ "$(cat "${other_text}/.done" 2>/dev/null)" != "${source_md5}" ]; then
         awk '{ printf("austen_lm_%07d %s\n", NR, $0) }' "${mini_root}/austen-lm-norm.txt" \
             > "${other_text}/.text.tmp"
-        cp "${mini_root}/austen-lm-norm.txt" "${other_text}/.source.tmp"
         mv "${other_text}/.text.tmp" "${other_text}/text"
-        mv "${other_text}/.source.tmp" "${other_text}/.source"
+        echo "${source_md5}" > "${other_text}/.done"
     fi
 else
     read -r -a subsets <<< "${download_subsets//,/ }"
