@@ -90,12 +90,12 @@ def _relative_audio_path(index: int, utt: str, audio_format: str) -> str:
 
 
 class _Progress:
-    """One stderr line about every 5 % or 10 s, so a long dump shows it is alive."""
+    """One stderr line about every 10 % or 10 s, so a long dump shows it is alive."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total = label, total
         self.start = self.last = time.monotonic()
-        self.step = max(1, total // 20)
+        self.step = max(1, total // 10)
 
     def update(self, done: int) -> None:
         now = time.monotonic()
