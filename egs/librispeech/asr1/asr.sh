@@ -1,0 +1,644 @@
+#!/usr/bin/env bash
+# Generic ASR stage script: Kaldi-style data directories in, a scored and
+# packed ESPnet2 model out. Stages are numbered as in ESPnet's asr.sh:
+#
+#    1 data preparation (local/data.sh)      10 ASR collect stats
+#    2 speed perturbation                    11 ASR training
+#    3 format audio / features into dump/    12 decoding
+#    4 filter utterances by length; LM text  13 scoring (sclite): WER/CER/TER
+#    5 token list (sentencepiece or chars)   14 packing into a zip
+#  6-8 language model (--use_lm true)        15 report: size, parameters, RTF
+#
+# Each stage logs what it reads and writes, builds its output under a
+# temporary name and moves it into place, and ends with a `.done` marker
+# holding a fingerprint of its inputs and options: a re-run skips a stage
+# whose fingerprint is unchanged and redoes it otherwise. Training resumes
+# from its last checkpoint (ESPnet's --resume true).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# >>> options (name=default  # help); --help lists these lines
+stage=1                    # first stage to run
+stop_stage=10000           # last stage to run
+nj=4                       # parallel jobs for dumping and collect-stats
+inference_nj=4             # parallel decoding jobs per test set
+ngpu=1                     # GPUs per node for training (0: CPU)
+num_nodes=1                # nodes for training (needs a cluster cmd in cmd.sh)
+gpu_inference=false        # decode on GPU
+python=python3             # Python interpreter with ESPnet and this package
+local_data_opts=           # options passed to local/data.sh in stage 1
+datadir=data               # Kaldi-style data directories (written by stage 1)
+dumpdir=dump               # formatted audio / features
+expdir=exp                 # statistics, models, decoding results
+train_set=                 # training data directory name under --datadir
+valid_set=                 # validation data directory name
+test_sets=                 # space-separated test data directory names
+lang=en                    # language tag used in directory names
+speed_perturb_factors=     # e.g. "0.9 1.0 1.1"; empty: no speed perturbation
+feats_type=raw             # raw (16 kHz audio, model frontend) or fbank (Kaldi fbank ark/scp)
+audio_format=flac          # flac or wav: format of dumped audio
+fs=16000                   # sample rate everything is resampled to (Hz)
+n_mels=80                  # fbank bins when --feats_type fbank
+min_wav_duration=0.1       # drop training utterances shorter than this (s)
+max_wav_duration=20        # drop training utterances longer than this (s)
+token_type=bpe             # bpe (sentencepiece) or char
+nbpe=30                    # sentencepiece vocabulary size
+bpemode=unigram            # sentencepiece model type: unigram or bpe
+bpe_input_sentence_size=100000000  # sentences sentencepiece samples for training
+use_lm=false               # train a language model (stages 6-8) and decode with it
+lm_config=conf/train_lm.yaml  # LM training config
+lm_args=                   # extra arguments for LM training
+lm_tag=                    # LM experiment tag; empty: made from config and tokens
+lm_train_text=             # LM training text files, space-separated; empty: training set text
+lm_dev_text=               # LM validation text; empty: validation set text
+lm_test_text=              # LM perplexity text; empty: first test set text
+asr_config=conf/train_asr.yaml  # ASR training config
+asr_args=                  # extra arguments appended to ASR training and collect-stats
+asr_tag=                   # ASR experiment tag; empty: made from config, features and tokens
+inference_config=conf/decode_asr.yaml  # decoding config
+inference_args=            # extra arguments for decoding
+inference_tag=             # decoding directory name; empty: made from config and model
+inference_asr_model=valid.acc.ave.pth  # model file in the experiment dir to decode and pack
+inference_lm=valid.loss.ave.pth  # LM file in the LM experiment dir to decode with
+rtf_utts=20                # utterances decoded in stage 15 to measure the real-time factor
+# <<< options
+
+usage() {
+    echo "Usage: $0 --train_set NAME --valid_set NAME --test_sets \"NAMES\" [--option value]..."
+    echo "Stages: 1 data, 2 speed perturb, 3 dump, 4 filter, 5 tokens, 6-8 LM,"
+    echo "        10 collect stats, 11 train, 12 decode, 13 score, 14 pack, 15 report"
+    echo "Options:"
+    print_options "$0"
+}
+
+cd "$(dirname "$0")"
+# shellcheck source=local/options.sh
+. local/options.sh
+parse_options "$0" "$@"
+# shellcheck source=path.sh
+. ./path.sh
+# shellcheck source=cmd.sh
+. ./cmd.sh
+
+check_int stage stop_stage nj inference_nj ngpu num_nodes fs n_mels nbpe rtf_utts
+check_choice feats_type raw fbank
+check_choice audio_format flac wav
+check_choice token_type bpe char
+check_choice bpemode unigram bpe
+check_choice use_lm true false
+check_choice gpu_inference true false
+[ -n "${train_set}" ] || _die_usage "--train_set is required"
+[ -n "${valid_set}" ] || _die_usage "--valid_set is required"
+[ -n "${test_sets}" ] || _die_usage "--test_sets is required"
+[ "${nj}" -ge 1 ] || _die_usage "--nj must be at least 1"
+[ "${inference_nj}" -ge 1 ] || _die_usage "--inference_nj must be at least 1"
+
+# ---------------------------------------------------------------- derived names
+data_feats=${dumpdir}/${feats_type}
+if [ -n "${speed_perturb_factors}" ]; then
+    orig_train_set=${train_set}
+    train_set=${train_set}_sp
+    sp_tag=_sp
+else
+    orig_train_set=${train_set}
+    sp_tag=
+fi
+if [ "${token_type}" = bpe ]; then
+    token_tag=bpe${nbpe}
+    token_dir=${datadir}/${lang}_token_list/bpe_${bpemode}${nbpe}
+    bpemodel=${token_dir}/bpe.model
+else
+    token_tag=char
+    token_dir=${datadir}/${lang}_token_list/char
+    bpemodel=none
+fi
+token_list=${token_dir}/tokens.txt
+feats_tag=${feats_type}_${lang}_${token_tag}${sp_tag}
+asr_stats_dir=${expdir}/asr_stats_${feats_tag}
+[ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)_${feats_tag}
+asr_exp=${expdir}/asr_${asr_tag}
+lm_stats_dir=${expdir}/lm_stats_${lang}_${token_tag}
+[ -n "${lm_tag}" ] || lm_tag=$(basename "${lm_config}" .yaml)_${lang}_${token_tag}
+lm_exp=${expdir}/lm_${lm_tag}
+[ -n "${lm_train_text}" ] || lm_train_text=${data_feats}/${train_set}/text
+[ -n "${lm_dev_text}" ] || lm_dev_text=${data_feats}/${valid_set}/text
+read -r -a test_set_list <<<"${test_sets}"
+[ -n "${lm_test_text}" ] || lm_test_text=${data_feats}/${test_set_list[0]}/text
+if [ -z "${inference_tag}" ]; then
+    inference_tag=$(basename "${inference_config}" .yaml)_asr_model_${inference_asr_model%.pth}
+    if [ "${use_lm}" = true ]; then
+        inference_tag+=_lm_${lm_tag}_${inference_lm%.pth}
+    fi
+fi
+packed_model=${asr_exp}/packed.zip
+
+if [ "${feats_type}" = raw ]; then
+    audio_scp=wav.scp
+    audio_type=sound
+    speech_fold_length=80000
+    frontend_opts=(--frontend_conf "fs=${fs}")
+else
+    audio_scp=feats.scp
+    audio_type=kaldi_ark
+    speech_fold_length=800
+    frontend_opts=(--input_size "${n_mels}")
+fi
+text_fold_length=150
+
+# ---------------------------------------------------------------- helpers
+
+# fingerprint WORD... [-- FILE...]: a checksum of the words and the files'
+# contents; it names what a stage's output was made from.
+fingerprint() {
+    local words=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        words+=("$1")
+        shift
+    done
+    [ $# -gt 0 ] && shift
+    {
+        printf '%s\n' "${words[@]}"
+        local f
+        for f in "$@"; do
+            printf '== %s\n' "${f##*/}"
+            if [ -f "${f}" ]; then cat "${f}"; else echo "(missing)"; fi
+        done
+    } | md5sum | cut -d' ' -f1
+}
+
+# is_done DIR FINGERPRINT: DIR was completed from the same inputs.
+is_done() {
+    [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]
+}
+
+# mark_done DIR FINGERPRINT: record that DIR is complete.
+mark_done() {
+    printf '%s\n' "$2" >"$1/.done.tmp"
+    mv "$1/.done.tmp" "$1/.done"
+}
+
+# replace_dir TMP FINAL: move a finished TMP directory to FINAL.
+replace_dir() {
+    rm -rf "$2.old"
+    [ -e "$2" ] && mv "$2" "$2.old"
+    mv "$1" "$2"
+    rm -rf "$2.old"
+}
+
+# split_keys SCP NJ OUTPATTERN: split SCP's keys into NJ contiguous lists,
+# OUTPATTERN with JOB replaced by 1..NJ.
+split_keys() {
+    local total
+    total=$(wc -l <"$1")
+    awk -v n="$2" -v total="${total}" -v pattern="$3" '{
+        i = int((NR - 1) * n / total) + 1
+        out = pattern; sub("JOB", i, out)
+        print $1 > out
+    }' "$1"
+}
+
+# num_lines FILE
+num_lines() {
+    wc -l <"$1" | tr -d ' '
+}
+
+# min A B
+min() {
+    if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi
+}
+
+# stage_done N START: log how long stage N took.
+stage_done() {
+    log "Stage $1 finished [$((SECONDS - $2))s]"
+}
+
+# show_progress LOG PID: stream ESPnet's log lines while PID runs.
+show_progress() {
+    tail -n +1 -F --pid="$2" "$1" 2>/dev/null |
+        grep --line-buffered -E '(INFO|WARNING|ERROR|CRITICAL):|Traceback|Error' >&2 || true
+}
+
+# wait_with_count PID LOGGLOB TOTAL LABEL: wait for PID, logging every 15 s
+# how many of TOTAL utterances its decoding logs report finished.
+wait_with_count() {
+    local pid=$1 pattern=$2 total=$3 label=$4 ticks=0 count
+    while kill -0 "${pid}" 2>/dev/null; do
+        sleep 1
+        ticks=$((ticks + 1))
+        if [ $((ticks % 15)) -eq 0 ]; then
+            # shellcheck disable=SC2086  # the pattern is a glob
+            count=$(cat ${pattern} 2>/dev/null | grep -c "best hypo" || true)
+            log "${label}: ${count}/${total} utterances decoded"
+        fi
+    done
+    wait "${pid}"
+}
+
+# token_opts: the tokenizer options every ESPnet binary here needs.
+token_opts=(
+    --token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
+    --non_linguistic_symbols none --cleaner none --g2p none
+)
+
+log "$0 $*"
+
+# ---------------------------------------------------------------- stage 1
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    log "Stage 1: data preparation: local/data.sh ${local_data_opts} -> ${datadir}/"
+    t0=${SECONDS}
+    # local_data_opts is a shell-quoted option list, e.g. --subsets 'a b'.
+    stage1_opts=()
+    eval "stage1_opts=(${local_data_opts})"
+    local/data.sh "${stage1_opts[@]}"
+    stage_done 1 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 2
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    if [ -n "${speed_perturb_factors}" ]; then
+        log "Stage 2: speed perturbation (${speed_perturb_factors}): ${datadir}/${orig_train_set} -> ${datadir}/${train_set}"
+        t0=${SECONDS}
+        src=${datadir}/${orig_train_set}
+        fp=$(fingerprint "${speed_perturb_factors}" -- "${src}"/{wav.scp,text,utt2spk})
+        if is_done "${datadir}/${train_set}" "${fp}"; then
+            log "Stage 2: ${datadir}/${train_set} is up to date"
+        else
+            ${python} local/perturb_speed.py --factors "${speed_perturb_factors}" \
+                "${src}" "${datadir}/${train_set}"
+            mark_done "${datadir}/${train_set}" "${fp}"
+        fi
+        stage_done 2 "${t0}"
+    else
+        log "Stage 2: speed perturbation: skipped (no --speed_perturb_factors)"
+    fi
+fi
+
+# ---------------------------------------------------------------- stage 3
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    log "Stage 3: format audio (${feats_type}, ${fs} Hz): ${datadir}/{${train_set},${valid_set},${test_sets// /,}} -> ${data_feats}/"
+    t0=${SECONDS}
+    for dset in "${train_set}" "${valid_set}" "${test_set_list[@]}"; do
+        if [ "${dset}" = "${train_set}" ] || [ "${dset}" = "${valid_set}" ]; then
+            out=${data_feats}/org/${dset}
+        else
+            out=${data_feats}/${dset}
+        fi
+        src=${datadir}/${dset}
+        [ -d "${src}" ] || die "Stage 3: no data directory ${src} (run stage 1, or check --train_set/--valid_set/--test_sets)"
+        fp=$(fingerprint "${feats_type}" "${audio_format}" "${fs}" "${n_mels}" \
+            -- "${src}"/{wav.scp,text,utt2spk,spk2utt})
+        if is_done "${out}" "${fp}"; then
+            log "Stage 3: ${out} is up to date"
+            continue
+        fi
+        ${python} local/dump_audio.py --nj "${nj}" --fs "${fs}" --feats_type "${feats_type}" \
+            --audio_format "${audio_format}" --n_mels "${n_mels}" "${src}" "${out}"
+        mark_done "${out}" "${fp}"
+    done
+    stage_done 3 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 4
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    log "Stage 4: filter by duration (${min_wav_duration}-${max_wav_duration} s): ${data_feats}/org/{${train_set},${valid_set}} -> ${data_feats}/{${train_set},${valid_set}}; LM text -> ${data_feats}/lm_train.txt"
+    t0=${SECONDS}
+    for dset in "${train_set}" "${valid_set}"; do
+        src=${data_feats}/org/${dset}
+        out=${data_feats}/${dset}
+        [ -f "${src}/.done" ] || die "Stage 4: ${src} is not complete; run stage 3"
+        fp=$(fingerprint "${min_wav_duration}" "${max_wav_duration}" -- "${src}/.done")
+        if is_done "${out}" "${fp}"; then
+            log "Stage 4: ${out} is up to date"
+            continue
+        fi
+        ${python} local/filter_utts.py --min_duration "${min_wav_duration}" \
+            --max_duration "${max_wav_duration}" "${src}" "${out}"
+        mark_done "${out}" "${fp}"
+    done
+    # The LM's training text: utterance id, then the transcript, from every
+    # file of --lm_train_text; lines with only an id are dropped.
+    read -r -a lm_texts <<<"${lm_train_text}"
+    for f in "${lm_texts[@]}"; do
+        [ -f "${f}" ] || die "Stage 4: no LM training text ${f}"
+    done
+    awk 'NF > 1' "${lm_texts[@]}" >"${data_feats}/lm_train.txt.tmp"
+    mv "${data_feats}/lm_train.txt.tmp" "${data_feats}/lm_train.txt"
+    stage_done 4 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 5
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    text=${data_feats}/${train_set}/text
+    log "Stage 5: token list (${token_tag}): ${text} -> ${token_dir}"
+    t0=${SECONDS}
+    [ -f "${text}" ] || die "Stage 5: no training text ${text}; run stages 3-4"
+    fp=$(fingerprint "${token_type}" "${nbpe}" "${bpemode}" "${bpe_input_sentence_size}" -- "${text}")
+    if is_done "${token_dir}" "${fp}"; then
+        log "Stage 5: ${token_dir} is up to date"
+    else
+        ${python} local/make_token_list.py --token_type "${token_type}" --nbpe "${nbpe}" \
+            --bpemode "${bpemode}" --input_sentence_size "${bpe_input_sentence_size}" \
+            "${text}" "${token_dir}"
+        mark_done "${token_dir}" "${fp}"
+    fi
+    log "Stage 5: $(num_lines "${token_list}") tokens in ${token_list}"
+    stage_done 5 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stages 6-8
+# collect_stats TASK CONFIG STATS_DIR TRAIN_DATA VALID_DATA TRAIN_KEYS VALID_KEYS EXTRA...
+# Run ESPnet's collect-stats mode in parallel and aggregate into STATS_DIR.
+# *_DATA are comma-joined "path,name,type" triples separated by spaces.
+collect_stats() {
+    local module=$1 config=$2 out=$3 train_data=$4 valid_data=$5 train_keys=$6 valid_keys=$7
+    shift 7
+    local tmp=${out}.tmp logdir n job triple
+    local data_opts=()
+    for triple in ${train_data}; do data_opts+=(--train_data_path_and_name_and_type "${triple}"); done
+    for triple in ${valid_data}; do data_opts+=(--valid_data_path_and_name_and_type "${triple}"); done
+    rm -rf "${tmp}"
+    logdir=${tmp}/logdir
+    mkdir -p "${logdir}"
+    n=$(min "${nj}" "$(min "$(num_lines "${train_keys}")" "$(num_lines "${valid_keys}")")")
+    split_keys "${train_keys}" "${n}" "${logdir}/train.JOB.scp"
+    split_keys "${valid_keys}" "${n}" "${logdir}/valid.JOB.scp"
+    log "collect stats: ${n} jobs, logs in ${out}/logdir/stats.*.log"
+    OMP_NUM_THREADS=1 ${train_cmd} JOB=1:"${n}" "${logdir}/stats.JOB.log" \
+        ${python} -m "${module}" --collect_stats true --use_preprocessor true \
+        "${token_opts[@]}" "${data_opts[@]}" \
+        --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
+        --output_dir "${logdir}/stats.JOB" --config "${config}" "$@" ||
+        die "collect stats failed; see ${logdir}/stats.*.log"
+    local inputs=()
+    for job in $(seq "${n}"); do inputs+=(--input_dir "${logdir}/stats.${job}"); done
+    ${python} -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${tmp}"
+    # ESPnet's text shape files carry the vocabulary size after a comma.
+    local vocab part
+    vocab=$(num_lines "${token_list}")
+    for part in train valid; do
+        awk -v n="${vocab}" '{ print $0 "," n }' "${tmp}/${part}/text_shape" \
+            >"${tmp}/${part}/text_shape.${token_type}"
+    done
+    replace_dir "${tmp}" "${out}"
+}
+
+if [ "${use_lm}" = true ]; then
+    if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+        log "Stage 6: LM collect stats: ${data_feats}/lm_train.txt, ${lm_dev_text} -> ${lm_stats_dir}"
+        t0=${SECONDS}
+        # shellcheck disable=SC2086  # lm_args is a list of options
+        fp=$(fingerprint "${lm_args}" -- "${lm_config}" "${data_feats}/lm_train.txt" "${lm_dev_text}" "${token_list}")
+        if is_done "${lm_stats_dir}" "${fp}"; then
+            log "Stage 6: ${lm_stats_dir} is up to date"
+        else
+            # shellcheck disable=SC2086
+            collect_stats espnet2.bin.lm_train "${lm_config}" "${lm_stats_dir}" \
+                "${data_feats}/lm_train.txt,text,text" "${lm_dev_text},text,text" \
+                "${data_feats}/lm_train.txt" "${lm_dev_text}" ${lm_args}
+            mark_done "${lm_stats_dir}" "${fp}"
+        fi
+        stage_done 6 "${t0}"
+    fi
+
+    if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+        log "Stage 7: LM training: ${data_feats}/lm_train.txt -> ${lm_exp}"
+        t0=${SECONDS}
+        [ -f "${lm_stats_dir}/.done" ] || die "Stage 7: ${lm_stats_dir} is not complete; run stage 6"
+        fp=$(fingerprint "${lm_args}" -- "${lm_config}" "${lm_stats_dir}/.done")
+        if is_done "${lm_exp}" "${fp}"; then
+            log "Stage 7: ${lm_exp} is up to date"
+        else
+            mkdir -p "${lm_exp}"
+            # shellcheck disable=SC2086
+            ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name lm_train" \
+                --log "${lm_exp}/train.log" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
+                --init_file_prefix "${lm_exp}/.dist_init_" --multiprocessing_distributed true -- \
+                ${python} -m espnet2.bin.lm_train --use_preprocessor true "${token_opts[@]}" \
+                --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
+                --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
+                --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
+                --valid_shape_file "${lm_stats_dir}/valid/text_shape.${token_type}" \
+                --fold_length "${text_fold_length}" --resume true \
+                --output_dir "${lm_exp}" --config "${lm_config}" ${lm_args} &
+            pid=$!
+            show_progress "${lm_exp}/train.log" "${pid}"
+            wait "${pid}" || die "LM training failed; see ${lm_exp}/train.log"
+            [ -e "${lm_exp}/${inference_lm}" ] || die "LM training wrote no ${lm_exp}/${inference_lm}"
+            mark_done "${lm_exp}" "${fp}"
+        fi
+        stage_done 7 "${t0}"
+    fi
+
+    if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+        log "Stage 8: LM perplexity: ${lm_test_text} -> ${lm_exp}/perplexity_test"
+        t0=${SECONDS}
+        out=${lm_exp}/perplexity_test
+        rm -rf "${out}.tmp"
+        ${train_cmd} "${out}.tmp/lm_calc_perplexity.log" \
+            ${python} -m espnet2.bin.lm_calc_perplexity --ngpu 0 \
+            --data_path_and_name_and_type "${lm_test_text},text,text" \
+            --train_config "${lm_exp}/config.yaml" --model_file "${lm_exp}/${inference_lm}" \
+            --output_dir "${out}.tmp" ||
+            die "perplexity failed; see ${out}.tmp/lm_calc_perplexity.log"
+        replace_dir "${out}.tmp" "${out}"
+        log "Stage 8: test perplexity: $(cat "${out}/ppl")"
+        stage_done 8 "${t0}"
+    fi
+else
+    if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 6 ]; then
+        log "Stages 6-8: language model: skipped (--use_lm false)"
+    fi
+fi
+
+# ---------------------------------------------------------------- stage 10
+train_data="${data_feats}/${train_set}/${audio_scp},speech,${audio_type} ${data_feats}/${train_set}/text,text,text"
+valid_data="${data_feats}/${valid_set}/${audio_scp},speech,${audio_type} ${data_feats}/${valid_set}/text,text,text"
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
+    log "Stage 10: ASR collect stats: ${data_feats}/{${train_set},${valid_set}} -> ${asr_stats_dir}"
+    t0=${SECONDS}
+    for dset in "${train_set}" "${valid_set}"; do
+        [ -f "${data_feats}/${dset}/.done" ] || die "Stage 10: ${data_feats}/${dset} is not complete; run stages 3-4"
+    done
+    [ -f "${token_dir}/.done" ] || die "Stage 10: ${token_dir} is not complete; run stage 5"
+    fp=$(fingerprint "${asr_args}" "${frontend_opts[@]}" -- "${asr_config}" "${token_dir}/.done" \
+        "${data_feats}/${train_set}/.done" "${data_feats}/${valid_set}/.done")
+    if is_done "${asr_stats_dir}" "${fp}"; then
+        log "Stage 10: ${asr_stats_dir} is up to date"
+    else
+        # shellcheck disable=SC2086  # asr_args is a list of options
+        collect_stats espnet_shared_conformer.bin.asr_train "${asr_config}" "${asr_stats_dir}" \
+            "${train_data}" "${valid_data}" \
+            "${data_feats}/${train_set}/${audio_scp}" "${data_feats}/${valid_set}/${audio_scp}" \
+            "${frontend_opts[@]}" --normalize none ${asr_args}
+        mark_done "${asr_stats_dir}" "${fp}"
+    fi
+    stage_done 10 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 11
+if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
+    log "Stage 11: ASR training (${ngpu} GPU x ${num_nodes} node): ${data_feats}/${train_set} -> ${asr_exp}"
+    t0=${SECONDS}
+    [ -f "${asr_stats_dir}/.done" ] || die "Stage 11: ${asr_stats_dir} is not complete; run stage 10"
+    fp=$(fingerprint "${asr_args}" "${frontend_opts[@]}" -- "${asr_config}" "${asr_stats_dir}/.done")
+    if is_done "${asr_exp}" "${fp}"; then
+        log "Stage 11: ${asr_exp} is up to date"
+    else
+        if [ -f "${asr_exp}/.done" ]; then
+            log "WARNING: the config or data changed since ${asr_exp} was trained; ESPnet resumes" \
+                "from its last checkpoint. Remove ${asr_exp} or set --asr_tag to start afresh."
+        fi
+        mkdir -p "${asr_exp}"
+        rm -f "${asr_exp}/.done"
+        log "Stage 11: log: ${asr_exp}/train.log"
+        train_opts=()
+        for triple in ${train_data}; do train_opts+=(--train_data_path_and_name_and_type "${triple}"); done
+        for triple in ${valid_data}; do train_opts+=(--valid_data_path_and_name_and_type "${triple}"); done
+        # shellcheck disable=SC2086  # asr_args is a list of options
+        ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name asr_train" \
+            --log "${asr_exp}/train.log" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
+            --init_file_prefix "${asr_exp}/.dist_init_" --multiprocessing_distributed true -- \
+            ${python} -m espnet_shared_conformer.bin.asr_train --use_preprocessor true \
+            "${token_opts[@]}" "${train_opts[@]}" \
+            --train_shape_file "${asr_stats_dir}/train/speech_shape" \
+            --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
+            --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
+            --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
+            --fold_length "${speech_fold_length}" --fold_length "${text_fold_length}" \
+            --resume true --output_dir "${asr_exp}" --config "${asr_config}" \
+            "${frontend_opts[@]}" --normalize global_mvn \
+            --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz" \
+            ${asr_args} &
+        pid=$!
+        show_progress "${asr_exp}/train.log" "${pid}"
+        wait "${pid}" || die "ASR training failed; see ${asr_exp}/train.log"
+        [ -e "${asr_exp}/${inference_asr_model}" ] || die "training wrote no ${asr_exp}/${inference_asr_model}"
+        mark_done "${asr_exp}" "${fp}"
+    fi
+    stage_done 11 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 12
+if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
+    log "Stage 12: decoding (${inference_nj} jobs per set): ${data_feats}/{${test_sets// /,}} -> ${asr_exp}/${inference_tag}"
+    t0=${SECONDS}
+    [ -f "${asr_exp}/.done" ] || die "Stage 12: ${asr_exp} is not trained; run stage 11"
+    model=${asr_exp}/${inference_asr_model}
+    [ -e "${model}" ] || die "Stage 12: no model ${model} (see --inference_asr_model)"
+    lm_opts=()
+    if [ "${use_lm}" = true ]; then
+        [ -f "${lm_exp}/.done" ] || die "Stage 12: ${lm_exp} is not trained; run stage 7"
+        lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
+    fi
+    if [ "${gpu_inference}" = true ]; then _ngpu=1; else _ngpu=0; fi
+    for dset in "${test_set_list[@]}"; do
+        data=${data_feats}/${dset}
+        dir=${asr_exp}/${inference_tag}/${dset}
+        [ -f "${data}/.done" ] || die "Stage 12: ${data} is not complete; run stage 3"
+        fp=$(fingerprint "${inference_args}" "${lm_opts[@]}" -- "${inference_config}" \
+            "${asr_exp}/.done" "${data}/.done" "${lm_exp}/.done")
+        if is_done "${dir}" "${fp}"; then
+            log "Stage 12: ${dir} is up to date"
+            continue
+        fi
+        rm -rf "${dir}.tmp"
+        logdir=${dir}.tmp/logdir
+        mkdir -p "${logdir}"
+        n=$(min "${inference_nj}" "$(num_lines "${data}/${audio_scp}")")
+        split_keys "${data}/${audio_scp}" "${n}" "${logdir}/keys.JOB.scp"
+        log "Stage 12: ${dset}: ${n} jobs, logs in ${dir}/logdir/asr_inference.*.log"
+        start=${SECONDS}
+        # shellcheck disable=SC2086  # inference_args is a list of options
+        OMP_NUM_THREADS=1 ${decode_cmd} JOB=1:"${n}" "${logdir}/asr_inference.JOB.log" \
+            ${python} -m espnet_shared_conformer.bin.asr_inference --batch_size 1 --ngpu "${_ngpu}" \
+            --data_path_and_name_and_type "${data}/${audio_scp},speech,${audio_type}" \
+            --key_file "${logdir}/keys.JOB.scp" \
+            --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${model}" \
+            "${lm_opts[@]}" --output_dir "${logdir}/output.JOB" \
+            --config "${inference_config}" ${inference_args} &
+        wait_with_count $! "${logdir}/asr_inference.*.log" "$(num_lines "${data}/${audio_scp}")" \
+            "Stage 12: ${dset}" || die "decoding failed; see ${logdir}/asr_inference.*.log"
+        elapsed=$((SECONDS - start))
+        for f in text token token_int score; do
+            for job in $(seq "${n}"); do
+                cat "${logdir}/output.${job}/1best_recog/${f}"
+            done | LC_ALL=C sort -k1,1 >"${dir}.tmp/${f}"
+        done
+        # Every utterance must have a hypothesis (possibly empty).
+        missing=$(LC_ALL=C join -v1 <(cut -d' ' -f1 "${data}/${audio_scp}" | LC_ALL=C sort) \
+            <(cut -d' ' -f1 "${dir}.tmp/text") | head -n 1)
+        [ -z "${missing}" ] || die "Stage 12: no hypothesis for utterance ${missing}; see ${logdir}"
+        # For the real-time factor: wall seconds, jobs, and seconds of audio.
+        awk -v fs="${fs}" '{ s += $2 } END { printf "%.3f\n", s / fs }' "${data}/utt2num_samples" \
+            >"${dir}.tmp/audio_seconds"
+        printf 'wall_seconds %d\njobs %d\n' "${elapsed}" "${n}" >"${dir}.tmp/decode_time"
+        replace_dir "${dir}.tmp" "${dir}"
+        mark_done "${dir}" "${fp}"
+    done
+    stage_done 12 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 13
+if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
+    log "Stage 13: scoring (sclite): ${asr_exp}/${inference_tag}/{${test_sets// /,}} -> ${asr_exp}/RESULTS.md"
+    t0=${SECONDS}
+    for dset in "${test_set_list[@]}"; do
+        dir=${asr_exp}/${inference_tag}/${dset}
+        [ -f "${dir}/.done" ] || die "Stage 13: ${dir} is not decoded; run stage 12"
+        ${python} local/score_sclite.py --bpemodel "${bpemodel}" \
+            --ref "${data_feats}/${dset}/text" --hyp "${dir}/text" \
+            --utt2spk "${data_feats}/${dset}/utt2spk" "${dir}"
+        log "Stage 13: ${dset}: $(grep -h -m1 'Sum/Avg' "${dir}/score_wer/result.txt" | tr -s ' ')"
+    done
+    ${python} local/make_results.py "${asr_exp}" >"${asr_exp}/RESULTS.md.tmp"
+    mv "${asr_exp}/RESULTS.md.tmp" "${asr_exp}/RESULTS.md"
+    cat "${asr_exp}/RESULTS.md" >&2
+    stage_done 13 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 14
+if [ "${stage}" -le 14 ] && [ "${stop_stage}" -ge 14 ]; then
+    log "Stage 14: pack: ${asr_exp}/{config.yaml,${inference_asr_model}} -> ${packed_model}"
+    t0=${SECONDS}
+    [ -f "${asr_exp}/RESULTS.md" ] || die "Stage 14: no ${asr_exp}/RESULTS.md; run stage 13"
+    pack_opts=(
+        --asr_train_config "${asr_exp}/config.yaml"
+        --asr_model_file "${asr_exp}/${inference_asr_model}"
+        --option "${asr_exp}/RESULTS.md"
+        --option "${asr_stats_dir}/train/feats_stats.npz"
+        --option "${inference_config}"
+    )
+    [ "${token_type}" = bpe ] && pack_opts+=(--option "${bpemodel}")
+    if [ "${use_lm}" = true ]; then
+        pack_opts+=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
+    fi
+    rm -f "${asr_exp}/packed.tmp.zip"
+    ${python} -m espnet2.bin.pack asr "${pack_opts[@]}" --outpath "${asr_exp}/packed.tmp.zip" >/dev/null
+    mv "${asr_exp}/packed.tmp.zip" "${packed_model}"
+    log "Stage 14: ${packed_model} ($(du -h "${packed_model}" | cut -f1))"
+    stage_done 14 "${t0}"
+fi
+
+# ---------------------------------------------------------------- stage 15
+if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
+    log "Stage 15: report: ${packed_model}, ${asr_exp}/${inference_tag} -> ${asr_exp}/report.md"
+    t0=${SECONDS}
+    [ -f "${packed_model}" ] || die "Stage 15: no ${packed_model}; run stage 14"
+    ${python} local/report.py --asr_exp "${asr_exp}" --model_file "${inference_asr_model}" \
+        --asr_config "${asr_config}" --token_list "${token_list}" \
+        --packed "${packed_model}" --decode_dir "${asr_exp}/${inference_tag}" \
+        --rtf_data "${data_feats}/${test_set_list[0]}" --rtf_utts "${rtf_utts}" \
+        --out "${asr_exp}/report.md"
+    cat "${asr_exp}/report.md" >&2
+    stage_done 15 "${t0}"
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# LibriSpeech ASR with the shared-weight low-rank Conformer encoder.
+#
+#   ./run.sh                          the bundled mini corpus, end to end on CPU
+#   ./run.sh --corpus librispeech --librispeech_root /data   LibriSpeech 960 h
+#   ./run.sh --stage 12 --stop_stage 13 --inference_nj 8      any asr.sh option
+#
+# This file holds the corpus settings; asr.sh runs the stages. Options after
+# the corpus ones go to asr.sh and win over the presets below
+# (./run.sh --help lists both).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+# >>> options (name=default  # help); --help lists these lines
+corpus=mini                # mini (synthesized, offline, CPU-sized) or librispeech (960 h)
+librispeech_root=downloads # LibriSpeech copy (ROOT/LibriSpeech/<subset>) or download target
+download=true              # download LibriSpeech subsets missing under --librispeech_root
+download_subsets="train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other"  # LibriSpeech subsets
+mini_root=downloads/mini_librispeech_synth  # where the mini corpus is synthesized
+mini_hours=2.0             # hours of synthesized training speech (mini)
+seed=1                     # seed of the mini corpus
+# <<< options
+
+usage() {
+    echo "Usage: $0 [--corpus mini|librispeech] [corpus options] [asr.sh options]"
+    echo "Corpus options:"
+    print_options "$0"
+    echo
+    ./asr.sh --help | sed 1,3d | sed 's/^Options:/asr.sh options (override the corpus presets):/'
+}
+
+cd "$(dirname "$0")"
+# shellcheck source=local/options.sh
+. local/options.sh
+OPTIONS_PASSTHROUGH=true parse_options "$0" "$@"
+check_choice corpus mini librispeech
+check_choice download true false
+
+# data_opt NAME VALUE: append a quoted option for local/data.sh.
+local_data_opts="--corpus ${corpus} --datadir data"
+data_opt() {
+    local_data_opts+=" --$1 $(printf '%q' "$2")"
+}
+case "${corpus}" in
+    mini)
+        data_opt mini_root "${mini_root}"
+        data_opt mini_hours "${mini_hours}"
+        data_opt seed "${seed}"
+        preset=(
+            --train_set train --valid_set dev
+            --test_sets "test_sentences test_voices test_librivox"
+            --asr_config conf/train_asr.yaml --inference_config conf/decode_asr.yaml
+            --lm_config conf/train_lm.yaml
+            --lm_train_text "data/train/text data/local/other_text/text"
+            --token_type bpe --nbpe 256 --bpemode unigram
+            --ngpu 0 --nj 2 --inference_nj 2
+        )
+        ;;
+    librispeech)
+        data_opt librispeech_root "${librispeech_root}"
+        data_opt download "${download}"
+        data_opt download_subsets "${download_subsets}"
+        # local/data.sh names the training set after its subsets: train_960 for
+        # all three, else e.g. train_clean_100_clean_360.
+        read -r -a subsets <<<"${download_subsets}"
+        train_subsets=()
+        for subset in "${subsets[@]}"; do
+            [[ "${subset}" == train-* ]] && train_subsets+=("${subset}")
+        done
+        if [ "${#train_subsets[@]}" -eq 3 ] && [[ " ${train_subsets[*]} " == *" train-clean-100 "* ]] &&
+            [[ " ${train_subsets[*]} " == *" train-clean-360 "* ]] &&
+            [[ " ${train_subsets[*]} " == *" train-other-500 "* ]]; then
+            train_set=train_960
+        else
+            train_set=train_$(printf '%s\n' "${train_subsets[@]#train-}" | tr '-' '_' | paste -sd_)
+        fi
+        preset=(
+            --train_set "${train_set}" --valid_set dev
+            --test_sets "dev_clean dev_other test_clean test_other"
+            --asr_config conf/train_asr_960h.yaml --inference_config conf/decode_asr_960h.yaml
+            --lm_config conf/train_lm_960h.yaml
+            --token_type bpe --nbpe 256 --bpemode unigram
+            --speed_perturb_factors "0.9 1.0 1.1"
+            --ngpu 1 --nj 16 --inference_nj 32
+            --max_wav_duration 30
+        )
+        ;;
+esac
+
+./asr.sh --local_data_opts "${local_data_opts}" "${preset[@]}" "${passthrough[@]}"
