@@ -17,7 +17,9 @@ if str(LOCAL_DIR) not in sys.path:
     sys.path.insert(0, str(LOCAL_DIR))
 
 
-def write_flac(path: Path, seconds: float = 0.2, sample_rate: int = 16000, seed: int = 0) -> Path:
+def write_flac(
+    path: Path, seconds: float = 0.2, sample_rate: int = 16000, seed: int = 0
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     audio = (0.1 * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32)
@@ -25,8 +27,13 @@ def write_flac(path: Path, seconds: float = 0.2, sample_rate: int = 16000, seed:
     return path
 
 
-def make_chapter(subset_dir: Path, reader: str, chapter: str, texts: dict[str, str],
-                 with_audio: bool = True) -> Path:
+def make_chapter(
+    subset_dir: Path,
+    reader: str,
+    chapter: str,
+    texts: dict[str, str],
+    with_audio: bool = True,
+) -> Path:
     """Write one chapter: ``texts`` maps utterance number ("0000") to transcript."""
     chapter_dir = subset_dir / reader / chapter
     chapter_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +73,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header(
+                "Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"
+            )
         else:
             self.send_response(200)
         body = data[start:]

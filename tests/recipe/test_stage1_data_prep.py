@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
-from stage1_helpers import make_chapter, write_flac
-
 import librispeech_data_prep as prep
+import pytest
 from prep_common import StageError, normalize_text
+from stage1_helpers import make_chapter, write_flac
 
 
 def _read(d: Path) -> dict[str, str]:
@@ -50,7 +48,9 @@ def test_writes_exact_kaldi_files(tiny_subset: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in dst.parent.iterdir()) == ["dev_clean"]
 
 
-def test_rerun_skips_and_changed_input_redoes(tiny_subset: Path, tmp_path: Path) -> None:
+def test_rerun_skips_and_changed_input_redoes(
+    tiny_subset: Path, tmp_path: Path
+) -> None:
     dst = tmp_path / "dev_clean"
     prep.prepare([tiny_subset], dst)
     before = _read(dst)
@@ -76,7 +76,9 @@ def test_merges_subsets_and_normalizes_text(tiny_subset: Path, tmp_path: Path) -
 def test_duplicate_ids_across_subsets_stop(tiny_subset: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     make_chapter(copy, "19", "227", {"0000": "SHE DIDN'T KNOW"})
-    with pytest.raises(StageError, match=r"19-227\.trans\.txt:1: utterance id '19-227-0000' also in"):
+    with pytest.raises(
+        StageError, match=r"19-227\.trans\.txt:1: utterance id '19-227-0000' also in"
+    ):
         prep.prepare([tiny_subset, copy], tmp_path / "dev")
     assert not (tmp_path / "dev").exists()
 
@@ -87,12 +89,16 @@ def _missing_flac(chapter: Path) -> str:
 
 
 def _empty_transcript(chapter: Path) -> str:
-    (chapter / "19-198.trans.txt").write_text("19-198-0000 NORTHANGER ABBEY\n19-198-0001 \n")
+    (chapter / "19-198.trans.txt").write_text(
+        "19-198-0000 NORTHANGER ABBEY\n19-198-0001 \n"
+    )
     return r"19-198\.trans\.txt:2: empty transcript for '19-198-0001'"
 
 
 def _punctuation_only_transcript(chapter: Path) -> str:
-    (chapter / "19-198.trans.txt").write_text("19-198-0000 NORTHANGER ABBEY\n19-198-0001 -- !\n")
+    (chapter / "19-198.trans.txt").write_text(
+        "19-198-0000 NORTHANGER ABBEY\n19-198-0001 -- !\n"
+    )
     return r"19-198\.trans\.txt:2: empty transcript for '19-198-0001'"
 
 
@@ -118,13 +124,16 @@ def _empty_flac(chapter: Path) -> str:
 
 
 def _foreign_id(chapter: Path) -> str:
-    (chapter / "19-198.trans.txt").write_text("19-198-0000 NORTHANGER ABBEY\n19-199-0001 IT WAS\n")
+    (chapter / "19-198.trans.txt").write_text(
+        "19-198-0000 NORTHANGER ABBEY\n19-199-0001 IT WAS\n"
+    )
     return r"19-198\.trans\.txt:2: utterance id '19-199-0001' does not belong to chapter 19-198"
 
 
 def _duplicate_line(chapter: Path) -> str:
     (chapter / "19-198.trans.txt").write_text(
-        "19-198-0000 NORTHANGER ABBEY\n19-198-0001 IT WAS\n19-198-0000 AGAIN\n")
+        "19-198-0000 NORTHANGER ABBEY\n19-198-0001 IT WAS\n19-198-0000 AGAIN\n"
+    )
     return r"19-198\.trans\.txt:3: duplicate utterance id '19-198-0000' \(first on line 1\)"
 
 
@@ -133,24 +142,40 @@ def _missing_transcript_file(chapter: Path) -> str:
     return r"19-198\.trans\.txt: transcript file missing \(2 flac files"
 
 
-@pytest.mark.parametrize("damage", [
-    _missing_flac, _empty_transcript, _punctuation_only_transcript, _transcript_without_audio,
-    _audio_without_transcript, _corrupt_flac, _empty_flac, _foreign_id, _duplicate_line,
-    _missing_transcript_file,
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _missing_flac,
+        _empty_transcript,
+        _punctuation_only_transcript,
+        _transcript_without_audio,
+        _audio_without_transcript,
+        _corrupt_flac,
+        _empty_flac,
+        _foreign_id,
+        _duplicate_line,
+        _missing_transcript_file,
+    ],
+)
 def test_bad_input_stops_naming_file_and_line(
-    damage, tiny_subset: Path, tmp_path: Path,
+    damage,
+    tiny_subset: Path,
+    tmp_path: Path,
 ) -> None:
     pattern = damage(tiny_subset / "19" / "198")
     dst = tmp_path / "data" / "dev_clean"
     with pytest.raises(StageError, match=pattern):
         prep.prepare([tiny_subset], dst)
     assert not dst.exists()
-    leftovers = list((tmp_path / "data").iterdir()) if (tmp_path / "data").exists() else []
+    leftovers = (
+        list((tmp_path / "data").iterdir()) if (tmp_path / "data").exists() else []
+    )
     assert leftovers == []
 
 
-def test_bad_input_leaves_previous_dir_untouched(tiny_subset: Path, tmp_path: Path) -> None:
+def test_bad_input_leaves_previous_dir_untouched(
+    tiny_subset: Path, tmp_path: Path
+) -> None:
     dst = tmp_path / "dev_clean"
     prep.prepare([tiny_subset], dst)
     good = _read(dst)
@@ -164,7 +189,9 @@ def test_bad_input_leaves_previous_dir_untouched(tiny_subset: Path, tmp_path: Pa
 
 def test_all_problems_are_listed(tiny_subset: Path, tmp_path: Path) -> None:
     _missing_flac(tiny_subset / "19" / "198")
-    (tiny_subset / "1034" / "121119" / "1034-121119.trans.txt").write_text("1034-121119-0000\n")
+    (tiny_subset / "1034" / "121119" / "1034-121119.trans.txt").write_text(
+        "1034-121119-0000\n"
+    )
     with pytest.raises(StageError) as info:
         prep.prepare([tiny_subset], tmp_path / "x")
     message = str(info.value)
@@ -175,24 +202,32 @@ def test_all_problems_are_listed(tiny_subset: Path, tmp_path: Path) -> None:
 
 def test_cli_exit_status(tiny_subset: Path, tmp_path: Path, capsys) -> None:
     assert prep.main(["--dst", str(tmp_path / "ok"), str(tiny_subset)]) == 0
-    assert prep.main(["--dst", str(tmp_path / "bad"), str(tmp_path / "no-such-subset")]) == 1
+    assert (
+        prep.main(["--dst", str(tmp_path / "bad"), str(tmp_path / "no-such-subset")])
+        == 1
+    )
     assert "no-such-subset: subset directory does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("raw, normalized", [
-    ("HELLO WORLD", "HELLO WORLD"),
-    ("it's  a 'quoted' word", "IT'S A QUOTED WORD"),
-    ("Fête—à  l’heure", "FETE A L'HEURE"),
-    ("good-humoured, (and) so on...", "GOOD HUMOURED AND SO ON"),
-    ("'TIS THE LADIES' HOUR", "TIS THE LADIES HOUR"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "raw, normalized",
+    [
+        ("HELLO WORLD", "HELLO WORLD"),
+        ("it's  a 'quoted' word", "IT'S A QUOTED WORD"),
+        ("Fête—à  l’heure", "FETE A L'HEURE"),
+        ("good-humoured, (and) so on...", "GOOD HUMOURED AND SO ON"),
+        ("'TIS THE LADIES' HOUR", "TIS THE LADIES HOUR"),
+        ("", ""),
+    ],
+)
 def test_normalize_text(raw: str, normalized: str) -> None:
     assert normalize_text(raw) == normalized
     assert normalize_text(normalized) == normalized
 
 
-def test_wav_scp_points_at_existing_absolute_paths(tiny_subset: Path, tmp_path: Path) -> None:
+def test_wav_scp_points_at_existing_absolute_paths(
+    tiny_subset: Path, tmp_path: Path
+) -> None:
     dst = tmp_path / "d"
     prep.prepare([tiny_subset], dst)
     for line in (dst / "wav.scp").read_text().splitlines():

@@ -10,16 +10,16 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-import pytest
-import soundfile
-
-import stage1_helpers  # noqa: F401  (puts local/ on sys.path)
-
 import librispeech_data_prep as prep
 import make_mini_corpus as mini
+import pytest
+import soundfile
+import stage1_helpers  # noqa: F401  (puts local/ on sys.path)
 from prep_common import StageError
 
-TINY = dict(hours=0.004, seed=3, nj=2, eval_fraction=0.1, min_eval_utts=2, show_progress=False)
+TINY = dict(
+    hours=0.004, seed=3, nj=2, eval_fraction=0.1, min_eval_utts=2, show_progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,11 @@ def tiny_corpora(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # --------------------------------------------------------------- text
@@ -50,7 +53,7 @@ def test_sentence_cleaning_keeps_speech_and_transcript_in_step(tmp_path: Path) -
     book.write_text(
         "TITLE PAGE\n\nCHAPTER 1\n\nThis sentence in chapter one is excluded entirely.\n\n"
         "CHAPTER 2\n\n"
-        "Mr. Knightley--a sensible man--was not pleased.  \"Oh!\" said she.  "
+        'Mr. Knightley--a sensible man--was not pleased.  "Oh!" said she.  '
         "It was _very_ good-humoured of Mrs. Weston, was it not?\n"
         "He paid 30 pounds for it, which was far too much.  "
         "The letter was signed by Miss B. and nobody else at all.  "
@@ -59,16 +62,29 @@ def test_sentence_cleaning_keeps_speech_and_transcript_in_step(tmp_path: Path) -
         "A café of the régime was where they met for tea.\n"
     )
     sentences = mini.extract_sentences(
-        mini.load_text_dir(tmp_path), excluded_chapters=frozenset({("book", 1)}))
+        mini.load_text_dir(tmp_path), excluded_chapters=frozenset({("book", 1)})
+    )
     assert [(s.speakable, s.transcript, s.source) for s in sentences] == [
-        ("Mister Knightley, a sensible man, was not pleased.",
-         "MISTER KNIGHTLEY A SENSIBLE MAN WAS NOT PLEASED", "book:2"),
-        ("It was very good-humoured of Missus Weston, was it not?",
-         "IT WAS VERY GOOD HUMOURED OF MISSUS WESTON WAS IT NOT", "book:2"),
-        ("I cannot, said Anne, think of going there today.",
-         "I CANNOT SAID ANNE THINK OF GOING THERE TODAY", "book:2"),
-        ("A cafe of the regime was where they met for tea.",
-         "A CAFE OF THE REGIME WAS WHERE THEY MET FOR TEA", "book:2"),
+        (
+            "Mister Knightley, a sensible man, was not pleased.",
+            "MISTER KNIGHTLEY A SENSIBLE MAN WAS NOT PLEASED",
+            "book:2",
+        ),
+        (
+            "It was very good-humoured of Missus Weston, was it not?",
+            "IT WAS VERY GOOD HUMOURED OF MISSUS WESTON WAS IT NOT",
+            "book:2",
+        ),
+        (
+            "I cannot, said Anne, think of going there today.",
+            "I CANNOT SAID ANNE THINK OF GOING THERE TODAY",
+            "book:2",
+        ),
+        (
+            "A cafe of the regime was where they met for tea.",
+            "A CAFE OF THE REGIME WAS WHERE THEY MET FOR TEA",
+            "book:2",
+        ),
     ]
 
 
@@ -99,7 +115,9 @@ def test_plan_is_a_function_of_the_seed(austen_sentences) -> None:
 def test_plan_keeps_sentences_and_voices_apart(austen_sentences) -> None:
     speakers, jobs = mini.plan_corpus(austen_sentences, 2.0, seed=1)
     by_subset = {name: [j for j in jobs if j.subset == name] for name in mini.SUBSETS}
-    texts = {name: {j.sentence.transcript for j in js} for name, js in by_subset.items()}
+    texts = {
+        name: {j.sentence.transcript for j in js} for name, js in by_subset.items()
+    }
     for a in mini.SUBSETS:
         for b in mini.SUBSETS:
             if a < b:
@@ -113,8 +131,13 @@ def test_plan_keeps_sentences_and_voices_apart(austen_sentences) -> None:
     assert len(held) >= 2 and all(s.held_out for s in held)
     assert not {s.voice for s in held} & train_voices
     # ~2 h of training speech by the text-length estimate, ~12 min per eval set.
-    est = {n: sum(mini._estimate_seconds(j.sentence, j.speed, j.pad_begin + j.pad_end) for j in js)
-           for n, js in by_subset.items()}
+    est = {
+        n: sum(
+            mini._estimate_seconds(j.sentence, j.speed, j.pad_begin + j.pad_end)
+            for j in js
+        )
+        for n, js in by_subset.items()
+    }
     assert 7200 <= est["train-synth"] < 7200 + 60
     for name in ("dev-synth", "test-sentences-synth", "test-voices-synth"):
         assert 720 <= est[name] < 720 + 60
@@ -155,7 +178,11 @@ def test_layout_is_librispeech_and_audio_is_16k(tiny_corpora) -> None:
                 utt, text = line.split(" ", 1)
                 assert utt.startswith(f"{speaker}-{chapter}-")
                 info = soundfile.info(str(trans.parent / f"{utt}.flac"))
-                assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+                assert (info.samplerate, info.channels, info.subtype) == (
+                    16000,
+                    1,
+                    "PCM_16",
+                )
                 assert 0.5 < info.duration < 20
                 assert text == text.upper() and text.strip()
     speakers_txt = (root / "SPEAKERS.TXT").read_text()
@@ -169,7 +196,9 @@ def test_corpus_reads_with_the_librispeech_prep(tiny_corpora, tmp_path: Path) ->
     for subset in mini.SUBSETS:
         dst = tmp_path / subset
         prep.prepare([root / subset], dst, nj=2)
-        texts[subset] = {line.split(" ", 1)[1] for line in (dst / "text").read_text().splitlines()}
+        texts[subset] = {
+            line.split(" ", 1)[1] for line in (dst / "text").read_text().splitlines()
+        }
     assert len(texts["test-sentences-synth"]) >= 2
     for a in mini.SUBSETS:
         for b in mini.SUBSETS:
@@ -177,7 +206,9 @@ def test_corpus_reads_with_the_librispeech_prep(tiny_corpora, tmp_path: Path) ->
                 assert not texts[a] & texts[b]
     lm = set((root / "austen-lm-norm.txt").read_text().splitlines())
     assert texts["train-synth"] <= lm
-    assert not lm & (texts["dev-synth"] | texts["test-sentences-synth"] | texts["test-voices-synth"])
+    assert not lm & (
+        texts["dev-synth"] | texts["test-sentences-synth"] | texts["test-voices-synth"]
+    )
 
 
 def test_rerun_skips_and_other_parameters_refuse(tiny_corpora) -> None:
@@ -217,16 +248,22 @@ def test_existing_unfinished_root_is_not_touched(tmp_path: Path) -> None:
 
 
 def test_synthesis_failure_names_the_utterance(tmp_path: Path) -> None:
-    bad = mini.Speaker("101", mini.Voice("espeak-ng", "xx-no-such-voice", "M"), 50.0, 1.0, -3.0, False)
+    bad = mini.Speaker(
+        "101", mini.Voice("espeak-ng", "xx-no-such-voice", "M"), 50.0, 1.0, -3.0, False
+    )
     sentence = mini.Sentence("It was a fine day.", "IT WAS A FINE DAY", "book:2")
     job = mini.Job("train-synth", bad, "1101", "101-1101-0000", sentence, 1.0, 0.1, 0.1)
     out = tmp_path / "101-1101-0000.flac"
-    with pytest.raises(StageError, match=r"espeak-ng failed for 101-1101-0000 \('It was a fine day.'\)"):
+    with pytest.raises(
+        StageError, match=r"espeak-ng failed for 101-1101-0000 \('It was a fine day.'\)"
+    ):
         mini.synthesize(job, out, tmp_path)
     assert list(tmp_path.iterdir()) == []  # no audio, no .part, no temporary wav
 
 
 def test_missing_flite_voice_is_reported() -> None:
-    speaker = mini.Speaker("101", mini.Voice("flite", "no_such_voice", "M"), 1.0, 1.0, -3.0, False)
+    speaker = mini.Speaker(
+        "101", mini.Voice("flite", "no_such_voice", "M"), 1.0, 1.0, -3.0, False
+    )
     with pytest.raises(StageError, match="flite has no voice 'no_such_voice'"):
         mini._check_tools([speaker])

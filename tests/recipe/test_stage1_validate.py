@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-
-from stage1_helpers import write_flac
-
 import validate_data_dir as vdd
+from stage1_helpers import write_flac
 
 
 @pytest.fixture
@@ -32,6 +30,7 @@ def _edit(name: str, old: str, new: str) -> Callable[[Path], None]:
         content = (d / name).read_text()
         assert old in content
         (d / name).write_text(content.replace(old, new))
+
     return apply
 
 
@@ -46,34 +45,79 @@ def _delete_audio(d: Path) -> None:
 
 CASES = {
     "missing file": (_remove("text"), r"test/text: missing$"),
-    "unsorted": (_edit("wav.scp", "s1-u1", "s9-u1"), r"wav.scp:2: not sorted: 's1-u2' comes after 's9-u1'"),
-    "duplicate id": (_edit("text", "s1-u2 IT'S ME", "s1-u1 IT'S ME"),
-                     r"text:2: duplicate id 's1-u1' \(first on line 1\)"),
-    "id only in wav.scp": (_edit("text", "s1-u2 IT'S ME\n", ""), r"wav.scp:2: utterance 's1-u2' is not in text"),
-    "id only in text": (_edit("text", "s2-u1 GOOD BYE\n", "s2-u1 GOOD BYE\ns2-u9 EXTRA\n"),
-                        r"text:4: utterance 's2-u9' is not in wav.scp"),
-    "empty transcript": (_edit("text", "s1-u2 IT'S ME", "s1-u2"), r"text:2: empty transcript for 's1-u2'"),
-    "lower case": (_edit("text", "HELLO", "Hello"),
-                   r"text:1: characters outside A-Z, apostrophe and space: 'elo'"),
-    "digits": (_edit("text", "GOOD BYE", "GOOD BY 2"), r"text:3: characters outside .*: '2'"),
-    "double space": (_edit("text", "GOOD BYE", "GOOD  BYE"), r"text:3: repeated spaces"),
-    "trailing space": (_edit("utt2spk", "s2-u1 s2", "s2-u1 s2 "), r"utt2spk:3: leading or trailing whitespace"),
-    "no newline at end": (_edit("spk2utt", "s2 s2-u1\n", "s2 s2-u1"), r"spk2utt: last line has no newline"),
+    "unsorted": (
+        _edit("wav.scp", "s1-u1", "s9-u1"),
+        r"wav.scp:2: not sorted: 's1-u2' comes after 's9-u1'",
+    ),
+    "duplicate id": (
+        _edit("text", "s1-u2 IT'S ME", "s1-u1 IT'S ME"),
+        r"text:2: duplicate id 's1-u1' \(first on line 1\)",
+    ),
+    "id only in wav.scp": (
+        _edit("text", "s1-u2 IT'S ME\n", ""),
+        r"wav.scp:2: utterance 's1-u2' is not in text",
+    ),
+    "id only in text": (
+        _edit("text", "s2-u1 GOOD BYE\n", "s2-u1 GOOD BYE\ns2-u9 EXTRA\n"),
+        r"text:4: utterance 's2-u9' is not in wav.scp",
+    ),
+    "empty transcript": (
+        _edit("text", "s1-u2 IT'S ME", "s1-u2"),
+        r"text:2: empty transcript for 's1-u2'",
+    ),
+    "lower case": (
+        _edit("text", "HELLO", "Hello"),
+        r"text:1: characters outside A-Z, apostrophe and space: 'elo'",
+    ),
+    "digits": (
+        _edit("text", "GOOD BYE", "GOOD BY 2"),
+        r"text:3: characters outside .*: '2'",
+    ),
+    "double space": (
+        _edit("text", "GOOD BYE", "GOOD  BYE"),
+        r"text:3: repeated spaces",
+    ),
+    "trailing space": (
+        _edit("utt2spk", "s2-u1 s2", "s2-u1 s2 "),
+        r"utt2spk:3: leading or trailing whitespace",
+    ),
+    "no newline at end": (
+        _edit("spk2utt", "s2 s2-u1\n", "s2 s2-u1"),
+        r"spk2utt: last line has no newline",
+    ),
     "empty line": (_edit("wav.scp", "\ns2-u1", "\n\ns2-u1"), r"wav.scp:3: empty line"),
-    "speaker not a prefix": (_edit("utt2spk", "s2-u1 s2", "s2-u1 x2"),
-                             r"utt2spk:3: utterance id 's2-u1' does not start with its speaker id 'x2'"),
-    "spk2utt wrong speaker": (_edit("spk2utt", "s1 s1-u1 s1-u2\ns2 s2-u1", "s1 s1-u1 s1-u2 s2-u1\ns2 s2-u1"),
-                              r"spk2utt:1: speaker 's1' lists 's2-u1', but utt2spk:3 gives speaker 's2'"),
-    "spk2utt missing utterance": (_edit("spk2utt", "s1 s1-u1 s1-u2", "s1 s1-u1"),
-                                  r"spk2utt:1: speaker 's1' does not list 's1-u2' \(utt2spk:2\)"),
-    "spk2utt missing speaker": (_edit("spk2utt", "s2 s2-u1\n", ""),
-                                r"spk2utt: speaker 's2' is missing \(utt2spk:3\)"),
-    "spk2utt unknown speaker": (_edit("spk2utt", "s2 s2-u1\n", "s2 s2-u1\ns3 s3-u1\n"),
-                                r"spk2utt:3: speaker 's3' has no utterance in utt2spk"),
-    "spk2utt unsorted list": (_edit("spk2utt", "s1 s1-u1 s1-u2", "s1 s1-u2 s1-u1"),
-                              r"spk2utt:1: utterances of speaker 's1' are not sorted"),
-    "audio missing": (_delete_audio, r"wav.scp:2: audio file does not exist: .*b\.flac"),
-    "not utf-8": (lambda d: (d / "text").write_bytes(b"s1-u1 \xff\n"), r"text: not valid UTF-8"),
+    "speaker not a prefix": (
+        _edit("utt2spk", "s2-u1 s2", "s2-u1 x2"),
+        r"utt2spk:3: utterance id 's2-u1' does not start with its speaker id 'x2'",
+    ),
+    "spk2utt wrong speaker": (
+        _edit("spk2utt", "s1 s1-u1 s1-u2\ns2 s2-u1", "s1 s1-u1 s1-u2 s2-u1\ns2 s2-u1"),
+        r"spk2utt:1: speaker 's1' lists 's2-u1', but utt2spk:3 gives speaker 's2'",
+    ),
+    "spk2utt missing utterance": (
+        _edit("spk2utt", "s1 s1-u1 s1-u2", "s1 s1-u1"),
+        r"spk2utt:1: speaker 's1' does not list 's1-u2' \(utt2spk:2\)",
+    ),
+    "spk2utt missing speaker": (
+        _edit("spk2utt", "s2 s2-u1\n", ""),
+        r"spk2utt: speaker 's2' is missing \(utt2spk:3\)",
+    ),
+    "spk2utt unknown speaker": (
+        _edit("spk2utt", "s2 s2-u1\n", "s2 s2-u1\ns3 s3-u1\n"),
+        r"spk2utt:3: speaker 's3' has no utterance in utt2spk",
+    ),
+    "spk2utt unsorted list": (
+        _edit("spk2utt", "s1 s1-u1 s1-u2", "s1 s1-u2 s1-u1"),
+        r"spk2utt:1: utterances of speaker 's1' are not sorted",
+    ),
+    "audio missing": (
+        _delete_audio,
+        r"wav.scp:2: audio file does not exist: .*b\.flac",
+    ),
+    "not utf-8": (
+        lambda d: (d / "text").write_bytes(b"s1-u1 \xff\n"),
+        r"text: not valid UTF-8",
+    ),
 }
 
 
@@ -101,7 +145,9 @@ def test_corrupt_audio_found_only_with_check_audio(good_dir: Path) -> None:
 
 def test_display_name_replaces_directory(good_dir: Path) -> None:
     (good_dir / "text").unlink()
-    assert vdd.validate_data_dir(good_dir, display_name="data/final") == ["data/final/text: missing"]
+    assert vdd.validate_data_dir(good_dir, display_name="data/final") == [
+        "data/final/text: missing"
+    ]
 
 
 def test_charset_check_can_be_disabled(good_dir: Path) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Download and unpack LibriSpeech subsets: ROOT/<subset>.tar.gz -> ROOT/LibriSpeech/<subset>.
+"""Download and unpack LibriSpeech: ROOT/<subset>.tar.gz -> ROOT/LibriSpeech/<subset>.
 
 For each subset:
 
@@ -40,7 +40,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from prep_common import Progress, StageError, log  # noqa: E402
 
-__all__ = ["KNOWN_MD5", "DEFAULT_BASE_URL", "download", "extract", "fetch_subset", "main"]
+__all__ = [
+    "KNOWN_MD5",
+    "DEFAULT_BASE_URL",
+    "download",
+    "extract",
+    "fetch_subset",
+    "main",
+]
 
 DEFAULT_BASE_URL = "https://www.openslr.org/resources/12"
 
@@ -64,12 +71,16 @@ _MD5_LINE = re.compile(r"^([0-9a-fA-F]{32})\s+\*?(\S+?)(?:\.tar\.gz)?$")
 def read_md5_file(path: Path) -> dict[str, str]:
     """Parse md5sum output lines ``<md5>  <subset>.tar.gz`` into {subset: md5}."""
     sums: dict[str, str] = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(
+        Path(path).read_text(encoding="utf-8").splitlines(), start=1
+    ):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         match = _MD5_LINE.match(line.strip())
         if not match:
-            raise StageError(f"{path}:{number}: expected '<md5>  <name>.tar.gz', got {line!r}")
+            raise StageError(
+                f"{path}:{number}: expected '<md5>  <name>.tar.gz', got {line!r}"
+            )
         sums[os.path.basename(match.group(2))] = match.group(1).lower()
     return sums
 
@@ -80,14 +91,23 @@ def _md5_of_file(path: Path, digest: "hashlib._Hash") -> None:
             digest.update(block)
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
 def _content_range_start(value: Optional[str]) -> Optional[int]:
     match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", value or "")
     return int(match.group(1)) if match else None
 
 
 def download(
-    url: str, dest: Path, expected_md5: str, retries: int = 3, retry_wait: float = 5.0,
-    timeout: float = 60.0, show_progress: bool = True,
+    url: str,
+    dest: Path,
+    expected_md5: str,
+    retries: int = 3,
+    retry_wait: float = 5.0,
+    timeout: float = 60.0,
+    show_progress: bool = True,
 ) -> None:
     """Fetch `url` into `dest`, resuming ``dest.part``, and check its md5.
 
@@ -102,30 +122,49 @@ def download(
         try:
             digest = _fetch_into(url, part, timeout, show_progress)
             break
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError,
-                TimeoutError, OSError) as e:
-            if isinstance(e, urllib.error.HTTPError) and e.code not in (408, 429, 500, 502, 503, 504):
-                raise StageError(f"cannot download {url}: HTTP {e.code} {e.reason}") from e
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            ConnectionError,
+            TimeoutError,
+            OSError,
+        ) as e:
+            if isinstance(e, urllib.error.HTTPError) and e.code not in (
+                408,
+                429,
+                500,
+                502,
+                503,
+                504,
+            ):
+                raise StageError(
+                    f"cannot download {url}: HTTP {e.code} {e.reason}"
+                ) from e
             if attempt > retries:
                 raise StageError(
                     f"cannot download {url} after {attempt} attempts: {e}; "
-                    f"re-run to resume from {part} ({part.stat().st_size if part.exists() else 0} bytes)"
+                    f"re-run to resume from {part} ({_size(part)} bytes)"
                 ) from e
-            log(f"download of {url} interrupted ({e}); resuming in {retry_wait:g}s "
-                f"(attempt {attempt + 1} of {retries + 1})")
+            log(
+                f"download of {url} interrupted ({e}); resuming in {retry_wait:g}s "
+                f"(attempt {attempt + 1} of {retries + 1})"
+            )
             time.sleep(retry_wait)
     got = digest.hexdigest()
     if got != expected_md5.lower():
         bad = dest.with_name(dest.name + ".corrupt")
         os.replace(part, bad)
         raise StageError(
-            f"md5 mismatch for {dest.name} from {url}: expected {expected_md5.lower()}, got {got}; "
+            f"md5 mismatch for {dest.name} from {url}: "
+            f"expected {expected_md5.lower()}, got {got}; "
             f"the file was moved to {bad} (delete it and re-run to download again)"
         )
     os.replace(part, dest)
 
 
-def _fetch_into(url: str, part: Path, timeout: float, show_progress: bool) -> "hashlib._Hash":
+def _fetch_into(
+    url: str, part: Path, timeout: float, show_progress: bool
+) -> "hashlib._Hash":
     """One attempt: append the rest of `url` to `part`; return the md5 of all of it."""
     offset = part.stat().st_size if part.exists() else 0
     digest = hashlib.md5()  # the publisher's checksum is md5: not used for security
@@ -145,20 +184,27 @@ def _fetch_into(url: str, part: Path, timeout: float, show_progress: bool) -> "h
             start = _content_range_start(response.headers.get("Content-Range"))
             if not offset or start != offset:
                 part.unlink(missing_ok=True)  # cannot tell where these bytes belong
-                raise ConnectionError(f"asked for bytes from {offset}, server sent a range from {start}")
+                raise ConnectionError(
+                    f"asked for bytes from {offset}, server sent a range from {start}"
+                )
             log(f"resuming {url} at byte {offset}")
             _md5_of_file(part, digest)
             mode = "ab"
         else:
             if offset:
-                log(f"server did not resume {url} (HTTP {response.status}); starting over")
+                status = response.status
+                log(f"server did not resume {url} (HTTP {status}); starting over")
             offset, mode = 0, "wb"
         length = response.headers.get("Content-Length")
         remaining = int(length) if length is not None else None
         total = offset + remaining if remaining is not None else 0
         received = 0
-        with open(part, mode) as out, Progress(
-                total, f"downloading {part.name[:-5]}", unit="B", enabled=show_progress) as bar:
+        with (
+            open(part, mode) as out,
+            Progress(
+                total, f"downloading {part.name[:-5]}", unit="B", enabled=show_progress
+            ) as bar,
+        ):
             bar.update(offset)
             while block := response.read(CHUNK):
                 out.write(block)
@@ -166,7 +212,9 @@ def _fetch_into(url: str, part: Path, timeout: float, show_progress: bool) -> "h
                 received += len(block)
                 bar.update(len(block))
         if remaining is not None and received < remaining:
-            raise ConnectionError(f"connection closed after {received} of {remaining} bytes")
+            raise ConnectionError(
+                f"connection closed after {received} of {remaining} bytes"
+            )
     return digest
 
 
@@ -185,12 +233,16 @@ class _CountingReader:
 def _member_filter(member: tarfile.TarInfo, path: str) -> Optional[tarfile.TarInfo]:
     name = member.name[2:] if member.name.startswith("./") else member.name
     if name != "LibriSpeech" and not name.startswith("LibriSpeech/"):
-        raise StageError(f"unexpected member {member.name!r} outside LibriSpeech/ in archive")
-    return tarfile.data_filter(member, path)  # refuses links out, absolute paths, devices
+        raise StageError(
+            f"unexpected member {member.name!r} outside LibriSpeech/ in archive"
+        )
+    return tarfile.data_filter(
+        member, path
+    )  # refuses links out, absolute paths, devices
 
 
 def extract(archive: Path, root: Path, subset: str, show_progress: bool = True) -> Path:
-    """Unpack `archive` and move ``LibriSpeech/<subset>`` to ``root/LibriSpeech/<subset>``."""
+    """Unpack `archive`; move its ``LibriSpeech/<subset>`` to ``root/LibriSpeech/``."""
     root = Path(root)
     final = root / "LibriSpeech" / subset
     tmp = root / f".{subset}.extract.tmp"
@@ -198,11 +250,19 @@ def extract(archive: Path, root: Path, subset: str, show_progress: bool = True) 
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        with open(archive, "rb") as raw, Progress(
-                archive.stat().st_size, f"unpacking {archive.name}", unit="B",
-                enabled=show_progress) as bar:
+        with (
+            open(archive, "rb") as raw,
+            Progress(
+                archive.stat().st_size,
+                f"unpacking {archive.name}",
+                unit="B",
+                enabled=show_progress,
+            ) as bar,
+        ):
             try:
-                with tarfile.open(fileobj=_CountingReader(raw, bar), mode="r|gz") as tar:
+                with tarfile.open(
+                    fileobj=_CountingReader(raw, bar), mode="r|gz"
+                ) as tar:
                     tar.extractall(tmp, filter=_member_filter)
             except (tarfile.TarError, EOFError, OSError) as e:
                 raise StageError(f"cannot unpack {archive}: {e}") from e
@@ -210,7 +270,9 @@ def extract(archive: Path, root: Path, subset: str, show_progress: bool = True) 
         if not unpacked.is_dir():
             raise StageError(f"{archive} has no LibriSpeech/{subset}/ directory")
         final.parent.mkdir(parents=True, exist_ok=True)
-        for extra in sorted((tmp / "LibriSpeech").iterdir()):  # README.TXT, SPEAKERS.TXT, ...
+        for extra in sorted(
+            (tmp / "LibriSpeech").iterdir()
+        ):  # README.TXT, SPEAKERS.TXT, ...
             if extra.is_file() and not (final.parent / extra.name).exists():
                 os.replace(extra, final.parent / extra.name)
         os.replace(unpacked, final)
@@ -220,8 +282,14 @@ def extract(archive: Path, root: Path, subset: str, show_progress: bool = True) 
 
 
 def fetch_subset(
-    subset: str, root: Path, base_url: str, md5: dict[str, str], remove_archive: bool = False,
-    retries: int = 3, retry_wait: float = 5.0, show_progress: bool = True,
+    subset: str,
+    root: Path,
+    base_url: str,
+    md5: dict[str, str],
+    remove_archive: bool = False,
+    retries: int = 3,
+    retry_wait: float = 5.0,
+    show_progress: bool = True,
 ) -> Path:
     """Make ``root/LibriSpeech/<subset>`` exist, downloading it if needed."""
     root = Path(root)
@@ -230,7 +298,10 @@ def fetch_subset(
         log(f"{final} exists, skipping download")
         return final
     if subset not in md5:
-        raise StageError(f"no md5 known for {subset!r}; pass --md5 FILE with a line for {subset}.tar.gz")
+        raise StageError(
+            f"no md5 known for {subset!r}; "
+            f"pass --md5 FILE with a line for {subset}.tar.gz"
+        )
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{subset}.tar.gz"
     url = f"{base_url.rstrip('/')}/{subset}.tar.gz"
@@ -241,14 +312,20 @@ def fetch_subset(
             bad = archive.with_name(archive.name + ".corrupt")
             os.replace(archive, bad)
             raise StageError(
-                f"md5 mismatch for {archive}: expected {md5[subset]}, got {digest.hexdigest()}; "
-                f"the file was moved to {bad}"
+                f"md5 mismatch for {archive}: expected {md5[subset]}, "
+                f"got {digest.hexdigest()}; the file was moved to {bad}"
             )
         log(f"{archive} already downloaded, md5 ok")
     else:
         log(f"downloading {url} -> {archive}")
-        download(url, archive, md5[subset], retries=retries, retry_wait=retry_wait,
-                 show_progress=show_progress)
+        download(
+            url,
+            archive,
+            md5[subset],
+            retries=retries,
+            retry_wait=retry_wait,
+            show_progress=show_progress,
+        )
     extract(archive, root, subset, show_progress=show_progress)
     if remove_archive:
         archive.unlink()
@@ -258,23 +335,50 @@ def fetch_subset(
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, required=True,
-                        help="download directory; subsets end up in ROOT/LibriSpeech/<subset>")
-    parser.add_argument("--subsets", nargs="+", required=True, help="e.g. train-clean-100 dev-clean")
-    parser.add_argument("--base_url", default=DEFAULT_BASE_URL, help="where <subset>.tar.gz lives")
-    parser.add_argument("--md5", type=Path, default=None,
-                        help="md5sum-format file overriding the built-in checksums")
-    parser.add_argument("--remove_archive", action="store_true", help="delete each archive once unpacked")
-    parser.add_argument("--retries", type=int, default=3, help="resumed retries after a network error")
-    parser.add_argument("--retry_wait", type=float, default=5.0, help="seconds between retries")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        required=True,
+        help="download directory; subsets end up in ROOT/LibriSpeech/<subset>",
+    )
+    parser.add_argument(
+        "--subsets", nargs="+", required=True, help="e.g. train-clean-100 dev-clean"
+    )
+    parser.add_argument(
+        "--base_url", default=DEFAULT_BASE_URL, help="where <subset>.tar.gz lives"
+    )
+    parser.add_argument(
+        "--md5",
+        type=Path,
+        default=None,
+        help="md5sum-format file overriding the built-in checksums",
+    )
+    parser.add_argument(
+        "--remove_archive",
+        action="store_true",
+        help="delete each archive once unpacked",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=3, help="resumed retries after a network error"
+    )
+    parser.add_argument(
+        "--retry_wait", type=float, default=5.0, help="seconds between retries"
+    )
     args = parser.parse_args(argv)
     try:
         md5 = dict(KNOWN_MD5)
         if args.md5 is not None:
             md5.update(read_md5_file(args.md5))
         for subset in args.subsets:
-            fetch_subset(subset, args.root, args.base_url, md5, remove_archive=args.remove_archive,
-                         retries=args.retries, retry_wait=args.retry_wait)
+            fetch_subset(
+                subset,
+                args.root,
+                args.base_url,
+                md5,
+                remove_archive=args.remove_archive,
+                retries=args.retries,
+                retry_wait=args.retry_wait,
+            )
     except StageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1

@@ -38,7 +38,12 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from prep_common import (  # noqa: E402
-    Progress, StageError, Utterance, log, normalize_text, write_data_dir,
+    Progress,
+    StageError,
+    Utterance,
+    log,
+    normalize_text,
+    write_data_dir,
 )
 from validate_data_dir import MAX_REPORTED, check_audio_file  # noqa: E402
 
@@ -51,8 +56,10 @@ PROGRESS_MIN_FILES = 5000
 
 
 def _sorted_dirs(path: Path) -> list[Path]:
-    return sorted((p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name)
+    return sorted(
+        (p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
 
 
 def read_subset(src: Path, errors: list[str]) -> list[tuple[Utterance, str]]:
@@ -76,7 +83,10 @@ def read_subset(src: Path, errors: list[str]) -> list[tuple[Utterance, str]]:
             trans = chapter_dir / f"{prefix}.trans.txt"
             flacs = {p.name[: -len(".flac")] for p in chapter_dir.glob("*.flac")}
             if not trans.is_file():
-                errors.append(f"{trans}: transcript file missing ({len(flacs)} flac files in {chapter_dir})")
+                errors.append(
+                    f"{trans}: transcript file missing "
+                    f"({len(flacs)} flac files in {chapter_dir})"
+                )
                 continue
             seen: dict[str, int] = {}
             try:
@@ -91,10 +101,16 @@ def read_subset(src: Path, errors: list[str]) -> list[tuple[Utterance, str]]:
                     continue
                 utt, _, words = line.strip().partition(" ")
                 if not utt.startswith(prefix + "-"):
-                    errors.append(f"{where}: utterance id {utt!r} does not belong to chapter {prefix}")
+                    errors.append(
+                        f"{where}: utterance id {utt!r} "
+                        f"does not belong to chapter {prefix}"
+                    )
                     continue
                 if utt in seen:
-                    errors.append(f"{where}: duplicate utterance id {utt!r} (first on line {seen[utt]})")
+                    errors.append(
+                        f"{where}: duplicate utterance id {utt!r} "
+                        f"(first on line {seen[utt]})"
+                    )
                     continue
                 seen[utt] = number
                 text = normalize_text(words)
@@ -102,12 +118,16 @@ def read_subset(src: Path, errors: list[str]) -> list[tuple[Utterance, str]]:
                     errors.append(f"{where}: empty transcript for {utt!r}")
                     continue
                 if utt not in flacs:
-                    errors.append(f"{where}: audio file missing: {chapter_dir / (utt + '.flac')}")
+                    errors.append(
+                        f"{where}: audio file missing: {chapter_dir / (utt + '.flac')}"
+                    )
                     continue
                 audio = os.path.abspath(chapter_dir / f"{utt}.flac")
                 rows.append((Utterance(utt, prefix, audio, text), where))
             for orphan in sorted(flacs - set(seen)):
-                errors.append(f"{chapter_dir / (orphan + '.flac')}: no line for it in {trans}")
+                errors.append(
+                    f"{chapter_dir / (orphan + '.flac')}: no line for it in {trans}"
+                )
     return rows
 
 
@@ -121,16 +141,26 @@ def _fingerprint(sources: list[Path], check_audio: bool) -> str:
             for trans in sorted(src.glob("*/*/*.trans.txt")):
                 st = trans.stat()
                 flacs = sum(1 for _ in trans.parent.glob("*.flac"))
-                digest.update(f"{trans.relative_to(src)} {st.st_size} {st.st_mtime_ns} {flacs}\n".encode())
-    return json.dumps({
-        "version": FORMAT_VERSION,
-        "sources": [os.path.abspath(s) for s in sources],
-        "check_audio": check_audio,
-        "input_sha256": digest.hexdigest(),
-    }, indent=1, sort_keys=True) + "\n"
+                line = f"{trans.relative_to(src)} {st.st_size} {st.st_mtime_ns} {flacs}"
+                digest.update(line.encode() + b"\n")
+    return (
+        json.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "sources": [os.path.abspath(s) for s in sources],
+                "check_audio": check_audio,
+                "input_sha256": digest.hexdigest(),
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
-def prepare(sources: list[Path], dst: Path, nj: int = 1, check_audio: bool = True) -> bool:
+def prepare(
+    sources: list[Path], dst: Path, nj: int = 1, check_audio: bool = True
+) -> bool:
     """Write the data directory `dst` from `sources`.
 
     Returns False when `dst` was already up to date, True when written.
@@ -151,22 +181,35 @@ def prepare(sources: list[Path], dst: Path, nj: int = 1, check_audio: bool = Tru
     first_seen: dict[str, str] = {}
     for u, where in rows:  # subsets are merged: ids must stay unique
         if u.utt_id in first_seen:
-            errors.append(f"{where}: utterance id {u.utt_id!r} also in {first_seen[u.utt_id]}")
+            errors.append(
+                f"{where}: utterance id {u.utt_id!r} also in {first_seen[u.utt_id]}"
+            )
         else:
             first_seen[u.utt_id] = where
 
     if check_audio and rows:
-        with Progress(len(rows), f"checking audio for {dst}", unit="files",
-                      enabled=len(rows) >= PROGRESS_MIN_FILES) as bar, \
-                ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
-            for (u, where), problem in zip(rows, pool.map(check_audio_file, [u.audio for u, _ in rows],
-                                                          chunksize=64)):
+        with (
+            Progress(
+                len(rows),
+                f"checking audio for {dst}",
+                unit="files",
+                enabled=len(rows) >= PROGRESS_MIN_FILES,
+            ) as bar,
+            ThreadPoolExecutor(max_workers=max(1, nj)) as pool,
+        ):
+            audio = [u.audio for u, _ in rows]
+            problems = pool.map(check_audio_file, audio, chunksize=64)
+            for (_, where), problem in zip(rows, problems, strict=True):
                 bar.update()
                 if problem:
                     errors.append(f"{where}: {problem}")
     if errors:
         shown = errors[:MAX_REPORTED]
-        more = [f"... and {len(errors) - MAX_REPORTED} more"] if len(errors) > MAX_REPORTED else []
+        more = (
+            [f"... and {len(errors) - MAX_REPORTED} more"]
+            if len(errors) > MAX_REPORTED
+            else []
+        )
         raise StageError(
             f"cannot prepare {dst} from {', '.join(map(str, sources))}; "
             f"{len(errors)} problem(s):\n" + "\n".join(shown + more)
@@ -179,11 +222,20 @@ def prepare(sources: list[Path], dst: Path, nj: int = 1, check_audio: bool = Tru
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sources", type=Path, nargs="+", help="LibriSpeech-layout subset directories")
-    parser.add_argument("--dst", type=Path, required=True, help="data directory to write")
-    parser.add_argument("--nj", type=int, default=1, help="threads for reading audio headers")
-    parser.add_argument("--no_check_audio", action="store_true",
-                        help="do not open the flac files (only check that they exist)")
+    parser.add_argument(
+        "sources", type=Path, nargs="+", help="LibriSpeech-layout subset directories"
+    )
+    parser.add_argument(
+        "--dst", type=Path, required=True, help="data directory to write"
+    )
+    parser.add_argument(
+        "--nj", type=int, default=1, help="threads for reading audio headers"
+    )
+    parser.add_argument(
+        "--no_check_audio",
+        action="store_true",
+        help="do not open the flac files (only check that they exist)",
+    )
     args = parser.parse_args(argv)
     try:
         prepare(args.sources, args.dst, nj=args.nj, check_audio=not args.no_check_audio)

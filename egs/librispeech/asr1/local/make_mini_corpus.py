@@ -59,28 +59,54 @@ from typing import Iterable, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from prep_common import (  # noqa: E402
-    ABBREVIATIONS, Progress, StageError, atomic_write_text, fold_accents, log, normalize_text,
+    ABBREVIATIONS,
+    Progress,
+    StageError,
+    atomic_write_text,
+    fold_accents,
+    log,
+    normalize_text,
     replace_dir,
 )
 
 __all__ = [
-    "AUSTEN_BOOKS", "Voice", "Speaker", "Sentence", "Job", "TRAIN_VOICES", "HELD_OUT_VOICES",
-    "SUBSETS", "load_austen", "load_text_dir", "extract_sentences", "make_speakers",
-    "plan_corpus", "synthesize", "build_corpus", "main",
+    "AUSTEN_BOOKS",
+    "Voice",
+    "Speaker",
+    "Sentence",
+    "Job",
+    "TRAIN_VOICES",
+    "HELD_OUT_VOICES",
+    "SUBSETS",
+    "load_austen",
+    "load_text_dir",
+    "extract_sentences",
+    "make_speakers",
+    "plan_corpus",
+    "synthesize",
+    "build_corpus",
+    "main",
 ]
 
 # Bump when the same parameters would give a different corpus.
 FORMAT_VERSION = 1
 
 AUSTEN_BOOKS = (
-    "sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion",
+    "sensesensibility",
+    "prideprejudice",
+    "mansfieldpark",
+    "emma",
+    "northangerabbey",
+    "persuasion",
 )
 # (book, 1-based chapter): kept out of every subset and of the LM text.  The
 # LibriVox clips of pocketsphinx-testdata (data/test_librivox) read this chapter.
 EXCLUDED_CHAPTERS = frozenset({("sensesensibility", 1)})
 
 SUBSETS = ("train-synth", "dev-synth", "test-sentences-synth", "test-voices-synth")
-_SUBSET_CODE = {name: i + 1 for i, name in enumerate(SUBSETS)}  # first digit of chapter ids
+_SUBSET_CODE = {
+    name: i + 1 for i, name in enumerate(SUBSETS)
+}  # first digit of chapter ids
 
 SAMPLE_RATE = 16000
 # Speaking rate of every voice at speed 1 (espeak-ng at 160 wpm, flite at
@@ -149,14 +175,25 @@ def _espeak(name: str) -> Voice:
 TRAIN_VOICES = (
     _flite("kal", "M"),  # diphone, 8 kHz: telephone-band training material
     _flite("kal16", "M"),
-    _flite("awb", "M"), _flite("awb", "M"),
-    _flite("slt", "F"), _flite("slt", "F"),
-    _espeak("en-us"), _espeak("en-us+f2"), _espeak("en-us+m3"),
-    _espeak("en-gb+f3"), _espeak("en-gb+m4"), _espeak("en-gb+klatt2"),
-    _espeak("en-gb-x-rp+f1"), _espeak("en-gb-x-rp+m2"),
-    _espeak("en-gb-scotland"), _espeak("en-gb-scotland+f4"),
-    _espeak("en-gb-x-gbclan+m5"), _espeak("en-gb-x-gbclan+f2"),
-    _espeak("en-029+f1"), _espeak("en-us-nyc+m2"), _espeak("en-us-nyc+f3"),
+    _flite("awb", "M"),
+    _flite("awb", "M"),
+    _flite("slt", "F"),
+    _flite("slt", "F"),
+    _espeak("en-us"),
+    _espeak("en-us+f2"),
+    _espeak("en-us+m3"),
+    _espeak("en-gb+f3"),
+    _espeak("en-gb+m4"),
+    _espeak("en-gb+klatt2"),
+    _espeak("en-gb-x-rp+f1"),
+    _espeak("en-gb-x-rp+m2"),
+    _espeak("en-gb-scotland"),
+    _espeak("en-gb-scotland+f4"),
+    _espeak("en-gb-x-gbclan+m5"),
+    _espeak("en-gb-x-gbclan+f2"),
+    _espeak("en-029+f1"),
+    _espeak("en-us-nyc+m2"),
+    _espeak("en-us-nyc+f3"),
 )
 # test-voices-synth only: a flite voice, an espeak-ng accent and two espeak-ng
 # variants (f5, m6) that no training speaker uses.
@@ -174,8 +211,10 @@ HELD_OUT_VOICES = (
 def load_austen() -> dict[str, str]:
     """The six novels of Debian's r-cran-janeaustenr, read through Rscript."""
     if shutil.which("Rscript") is None:
-        raise StageError("Rscript not found: install the Debian package r-cran-janeaustenr "
-                         "(it brings R), or pass --text_dir with .txt files")
+        raise StageError(
+            "Rscript not found: install the Debian package r-cran-janeaustenr "
+            "(it brings R), or pass --text_dir with .txt files"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         books = ", ".join(f'"{b}"' for b in AUSTEN_BOOKS)
         script = (
@@ -183,10 +222,17 @@ def load_austen() -> dict[str, str]:
             f"for (b in c({books})) writeLines(get(b), file.path(commandArgs(TRUE)[1], "
             "paste0(b, '.txt')), useBytes = TRUE)\n"
         )
-        result = subprocess.run(["Rscript", "-e", script, tmp], capture_output=True, text=True)
+        result = subprocess.run(
+            ["Rscript", "-e", script, tmp], capture_output=True, text=True
+        )
         if result.returncode != 0:
-            raise StageError(f"reading janeaustenr with Rscript failed: {result.stderr.strip()}")
-        return {b: (Path(tmp) / f"{b}.txt").read_text(encoding="utf-8") for b in AUSTEN_BOOKS}
+            raise StageError(
+                f"reading janeaustenr with Rscript failed: {result.stderr.strip()}"
+            )
+        return {
+            b: (Path(tmp) / f"{b}.txt").read_text(encoding="utf-8")
+            for b in AUSTEN_BOOKS
+        }
 
 
 def load_text_dir(text_dir: Path) -> dict[str, str]:
@@ -219,7 +265,9 @@ def _paragraphs(book_text: str) -> Iterable[tuple[int, str]]:
             yield chapter, " ".join(lines)
 
 
-def _clean_sentence(raw: str, min_words: int, max_words: int) -> Optional[tuple[str, str]]:
+def _clean_sentence(
+    raw: str, min_words: int, max_words: int
+) -> Optional[tuple[str, str]]:
     """(speakable, transcript) for a sentence we can synthesize faithfully, else None.
 
     Rejected: digits and symbols a synthesizer would read its own way, all-caps
@@ -231,7 +279,9 @@ def _clean_sentence(raw: str, min_words: int, max_words: int) -> Optional[tuple[
     text = fold_accents(raw).translate(_QUOTES)
     text = re.sub(r"\s*(--+|\u2014|\u2013)\s*", ", ", text)  # dashes: a pause
     text = re.sub(r"[\"_()]", " ", text)
-    text = re.sub(r"(?<![A-Za-z])'|'(?![A-Za-z])", " ", text)  # quote marks, not apostrophes
+    text = re.sub(
+        r"(?<![A-Za-z])'|'(?![A-Za-z])", " ", text
+    )  # quote marks, not apostrophes
     if re.search(r"[^A-Za-z' ,.;:!?\-\s]", text):
         return None
     words = _WORD.findall(text)
@@ -249,13 +299,19 @@ def _clean_sentence(raw: str, min_words: int, max_words: int) -> Optional[tuple[
     if not re.search(r"[.!?]$", text):
         text = text.rstrip(",;:") + "."
     transcript = normalize_text(text)
-    if transcript.split() != [w.upper() for w in words]:  # cannot happen unless rules drift
-        raise AssertionError(f"speakable and transcript disagree: {text!r} / {transcript!r}")
+    if transcript.split() != [
+        w.upper() for w in words
+    ]:  # cannot happen unless rules drift
+        raise AssertionError(
+            f"speakable and transcript disagree: {text!r} / {transcript!r}"
+        )
     return text, transcript
 
 
 def extract_sentences(
-    books: dict[str, str], min_words: int = 4, max_words: int = 30,
+    books: dict[str, str],
+    min_words: int = 4,
+    max_words: int = 30,
     excluded_chapters: frozenset = EXCLUDED_CHAPTERS,
 ) -> list[Sentence]:
     """Usable sentences of `books`, in text order, each transcript once."""
@@ -265,11 +321,13 @@ def extract_sentences(
         for chapter, paragraph in _paragraphs(text):
             if chapter == 0 or (book, chapter) in excluded_chapters:
                 continue
-            paragraph = _ABBREVIATION.sub(lambda m: ABBREVIATIONS[m.group(1)], paragraph)
+            paragraph = _ABBREVIATION.sub(
+                lambda m: ABBREVIATIONS[m.group(1)], paragraph
+            )
             start = 0
             pieces = []
             for m in _SENTENCE_END.finditer(paragraph):
-                pieces.append(paragraph[start:m.end(1)])
+                pieces.append(paragraph[start : m.end(1)])
                 start = m.end()
             pieces.append(paragraph[start:])
             for piece in pieces:
@@ -286,9 +344,12 @@ def extract_sentences(
 
 
 def make_speakers(rng: random.Random) -> list[Speaker]:
-    """Training speakers 101.., held-out speakers 201..; pitch, speed, level from `rng`."""
+    """Training speakers 101.., held-out 201..; pitch, speed, level from `rng`."""
     speakers = []
-    for base, voices, held_out in ((100, TRAIN_VOICES, False), (200, HELD_OUT_VOICES, True)):
+    for base, voices, held_out in (
+        (100, TRAIN_VOICES, False),
+        (200, HELD_OUT_VOICES, True),
+    ):
         for i, voice in enumerate(voices, start=1):
             if voice.engine == "espeak-ng":
                 pitch = float(rng.randint(30, 70))
@@ -297,8 +358,16 @@ def make_speakers(rng: random.Random) -> list[Speaker]:
                 pitch = rng.uniform(0.88, 1.15)
                 speed = rng.uniform(0.9, 1.1)
             level = rng.uniform(-8.0, -1.0)
-            speakers.append(Speaker(str(base + i), voice, round(pitch, 3), round(speed, 3),
-                                    round(level, 1), held_out))
+            speakers.append(
+                Speaker(
+                    str(base + i),
+                    voice,
+                    round(pitch, 3),
+                    round(speed, 3),
+                    round(level, 1),
+                    held_out,
+                )
+            )
     return speakers
 
 
@@ -307,7 +376,10 @@ def _estimate_seconds(sentence: Sentence, speed: float, pads: float) -> float:
 
 
 def plan_corpus(
-    sentences: list[Sentence], hours: float, seed: int, eval_fraction: float = 0.1,
+    sentences: list[Sentence],
+    hours: float,
+    seed: int,
+    eval_fraction: float = 0.1,
     min_eval_utts: int = 10,
 ) -> tuple[list[Speaker], list[Job]]:
     """Decide every utterance: subset, speaker, sentence, speed, padding.
@@ -343,8 +415,10 @@ def plan_corpus(
         while total < seconds or n < min_utts:
             index = next(pool, None)
             if index is None:
-                raise StageError(f"ran out of sentences while planning {subset}: "
-                                 f"{len(sentences)} sentences are not enough for --hours {hours}")
+                raise StageError(
+                    f"ran out of sentences while planning {subset}: "
+                    f"{len(sentences)} sentences are not enough for --hours {hours}"
+                )
             speaker = turn[n % len(turn)]
             speed = round(speaker.speed * rng.uniform(0.94, 1.06), 3)
             pad_begin = round(rng.uniform(0.05, 0.35), 2)
@@ -354,7 +428,18 @@ def plan_corpus(
             counters[speaker.id] = number + 1
             utt_id = f"{speaker.id}-{chapter}-{number:04d}"
             sentence = sentences[index]
-            jobs.append(Job(subset, speaker, chapter, utt_id, sentence, speed, pad_begin, pad_end))
+            jobs.append(
+                Job(
+                    subset,
+                    speaker,
+                    chapter,
+                    utt_id,
+                    sentence,
+                    speed,
+                    pad_begin,
+                    pad_end,
+                )
+            )
             total += _estimate_seconds(sentence, speed, pad_begin + pad_end)
             n += 1
     return speakers, jobs
@@ -368,16 +453,36 @@ def _synth_command(job: Job, wav: Path) -> list[str]:
     voice, speaker = job.speaker.voice, job.speaker
     if voice.engine == "espeak-ng":
         wpm = max(80, round(ESPEAK_BASE_WPM * job.speed))
-        return ["espeak-ng", "-v", voice.name, "-s", str(wpm), "-p", str(int(speaker.pitch)),
-                "-w", str(wav), job.sentence.speakable]
+        return [
+            "espeak-ng",
+            "-v",
+            voice.name,
+            "-s",
+            str(wpm),
+            "-p",
+            str(int(speaker.pitch)),
+            "-w",
+            str(wav),
+            job.sentence.speakable,
+        ]
     # flite: diphone voices (kal, kal16) take a target mean F0 in Hz;
     # clustergen voices (awb, rms, slt) a factor on their predicted F0.
     if voice.name.startswith("kal"):
         f0 = ["--setf", f"int_f0_target_mean={100 * speaker.pitch:.1f}"]
     else:
         f0 = ["--setf", f"f0_shift={speaker.pitch:.3f}"]
-    return ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / job.speed:.3f}",
-            *f0, "-t", job.sentence.speakable, "-o", str(wav)]
+    return [
+        "flite",
+        "-voice",
+        voice.name,
+        "--setf",
+        f"duration_stretch={1 / job.speed:.3f}",
+        *f0,
+        "-t",
+        job.sentence.speakable,
+        "-o",
+        str(wav),
+    ]
 
 
 def synthesize(job: Job, out: Path, work_dir: Path) -> None:
@@ -389,15 +494,36 @@ def synthesize(job: Job, out: Path, work_dir: Path) -> None:
     try:
         for command in (
             _synth_command(job, wav),
-            # -R: repeatable; -D: no dither (dither is random noise): same bytes each run.
-            ["sox", "-R", "-D", "-V1", str(wav), "-t", "flac", "-b", "16", "-c", "1", str(part),
-             "rate", "-h", str(SAMPLE_RATE), "norm", f"{job.speaker.level_db:.1f}",
-             "pad", f"{job.pad_begin:.2f}", f"{job.pad_end:.2f}"],
+            # -R: repeatable; -D: no dither (random noise): same bytes each run.
+            [
+                "sox",
+                "-R",
+                "-D",
+                "-V1",
+                str(wav),
+                "-t",
+                "flac",
+                "-b",
+                "16",
+                "-c",
+                "1",
+                str(part),
+                "rate",
+                "-h",
+                str(SAMPLE_RATE),
+                "norm",
+                f"{job.speaker.level_db:.1f}",
+                "pad",
+                f"{job.pad_begin:.2f}",
+                f"{job.pad_end:.2f}",
+            ],
         ):
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
-                raise StageError(f"{command[0]} failed for {job.utt_id} "
-                                 f"({job.sentence.speakable!r}): {result.stderr.strip()}")
+                raise StageError(
+                    f"{command[0]} failed for {job.utt_id} "
+                    f"({job.sentence.speakable!r}): {result.stderr.strip()}"
+                )
         os.replace(part, out)
     finally:
         wav.unlink(missing_ok=True)
@@ -405,30 +531,50 @@ def synthesize(job: Job, out: Path, work_dir: Path) -> None:
 
 
 def _check_tools(speakers: list[Speaker]) -> None:
-    for tool, package in (("flite", "flite"), ("espeak-ng", "espeak-ng"), ("sox", "sox")):
+    for tool, package in (
+        ("flite", "flite"),
+        ("espeak-ng", "espeak-ng"),
+        ("sox", "sox"),
+    ):
         if shutil.which(tool) is None:
             raise StageError(f"{tool} not found: install the Debian package {package}")
-    listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(
+        ["flite", "-lv"], capture_output=True, text=True
+    ).stdout.split()
     for name in sorted({s.voice.name for s in speakers if s.voice.engine == "flite"}):
         if name not in listed:
-            raise StageError(f"flite has no voice {name!r} (flite -lv lists: {' '.join(listed[2:])})")
+            raise StageError(
+                f"flite has no voice {name!r} (flite -lv lists: {' '.join(listed[2:])})"
+            )
 
 
 # --------------------------------------------------------------------------
 # Corpus
 
 
-def _write_metadata(build: Path, speakers: list[Speaker], jobs: list[Job],
-                    durations: dict[str, float], sentences: list[Sentence],
-                    params: dict) -> dict[str, float]:
-    """trans.txt files, SPEAKERS.TXT, README.TXT and the LM text; returns hours per subset."""
+def _write_metadata(
+    build: Path,
+    speakers: list[Speaker],
+    jobs: list[Job],
+    durations: dict[str, float],
+    sentences: list[Sentence],
+    params: dict,
+) -> dict[str, float]:
+    """Write trans.txt files, SPEAKERS.TXT, README.TXT and the LM text.
+
+    Returns hours of audio per subset.
+    """
     chapters: dict[Path, list[Job]] = {}
     for job in jobs:
-        chapters.setdefault(build / job.subset / job.speaker.id / job.chapter, []).append(job)
+        chapters.setdefault(
+            build / job.subset / job.speaker.id / job.chapter, []
+        ).append(job)
     for chapter_dir, chapter_jobs in chapters.items():
         lines = sorted(f"{j.utt_id} {j.sentence.transcript}\n" for j in chapter_jobs)
         speaker, chapter = chapter_dir.parent.name, chapter_dir.name
-        atomic_write_text(chapter_dir / f"{speaker}-{chapter}.trans.txt", "".join(lines))
+        atomic_write_text(
+            chapter_dir / f"{speaker}-{chapter}.trans.txt", "".join(lines)
+        )
 
     hours = {s: 0.0 for s in SUBSETS}
     minutes: dict[tuple[str, str], float] = {}
@@ -440,18 +586,28 @@ def _write_metadata(build: Path, speakers: list[Speaker], jobs: list[Job],
     rows = [";ID  |SEX| SUBSET               |MINUTES| NAME"]
     for (speaker_id, subset), mins in sorted(minutes.items()):
         s = next(sp for sp in speakers if sp.id == speaker_id)
-        pitch = f"pitch {s.pitch:g}" if s.voice.engine == "espeak-ng" else f"f0 x{s.pitch:g}"
-        rows.append(f"{s.id:<5}| {s.voice.sex} | {subset:<21}| {mins:5.2f} | "
-                    f"{s.voice.engine} {s.voice.name}, {pitch}, speed x{s.speed:g}, peak {s.level_db:g} dB")
+        pitch = (
+            f"pitch {s.pitch:g}"
+            if s.voice.engine == "espeak-ng"
+            else f"f0 x{s.pitch:g}"
+        )
+        rows.append(
+            f"{s.id:<5}| {s.voice.sex} | {subset:<21}| {mins:5.2f} | "
+            f"{s.voice.engine} {s.voice.name}, {pitch}, speed x{s.speed:g}, "
+            f"peak {s.level_db:g} dB"
+        )
     atomic_write_text(build / "SPEAKERS.TXT", "\n".join(rows) + "\n")
 
-    eval_transcripts = {j.sentence.transcript for j in jobs if j.subset != "train-synth"}
+    eval_transcripts = {
+        j.sentence.transcript for j in jobs if j.subset != "train-synth"
+    }
     lm = [s.transcript for s in sentences if s.transcript not in eval_transcripts]
     atomic_write_text(build / "austen-lm-norm.txt", "".join(t + "\n" for t in lm))
 
     voices = {(s.voice.engine, s.voice.name) for s in speakers}
     readme = [
-        "Mini LibriSpeech-layout corpus synthesized offline by local/make_mini_corpus.py.",
+        "Mini LibriSpeech-layout corpus synthesized offline "
+        "by local/make_mini_corpus.py.",
         f"Parameters: {json.dumps(params, sort_keys=True)}",
         f"Speakers: {sum(not s.held_out for s in speakers)} training, "
         f"{sum(s.held_out for s in speakers)} held out; {len(voices)} distinct voices.",
@@ -468,15 +624,24 @@ def _write_metadata(build: Path, speakers: list[Speaker], jobs: list[Job],
 
 
 def build_corpus(
-    root: Path, hours: float, seed: int, nj: int = 1, eval_fraction: float = 0.1,
-    min_eval_utts: int = 10, text_dir: Optional[Path] = None, show_progress: bool = True,
+    root: Path,
+    hours: float,
+    seed: int,
+    nj: int = 1,
+    eval_fraction: float = 0.1,
+    min_eval_utts: int = 10,
+    text_dir: Optional[Path] = None,
+    show_progress: bool = True,
 ) -> bool:
     """Make the corpus at `root`.  Returns False when it was already there."""
     import soundfile  # durations of the written files
 
     root = Path(root)
     params = {
-        "version": FORMAT_VERSION, "hours": hours, "seed": seed, "eval_fraction": eval_fraction,
+        "version": FORMAT_VERSION,
+        "hours": hours,
+        "seed": seed,
+        "eval_fraction": eval_fraction,
         "min_eval_utts": min_eval_utts,
         "text": str(Path(text_dir).resolve()) if text_dir else "janeaustenr",
     }
@@ -486,11 +651,15 @@ def build_corpus(
         if done.read_text(encoding="utf-8") == marker:
             log(f"{root} is complete, skipping synthesis")
             return False
+        old = done.read_text(encoding="utf-8").strip()
         raise StageError(
-            f"{root} was made with other parameters ({done.read_text(encoding='utf-8').strip()}); "
-            f"remove it or pass another --mini_root")
+            f"{root} was made with other parameters ({old}); "
+            f"remove it or pass another --mini_root"
+        )
     if root.exists():
-        raise StageError(f"{root} exists but is not a finished mini corpus (no .done); remove it")
+        raise StageError(
+            f"{root} exists but is not a finished mini corpus (no .done); remove it"
+        )
 
     books = load_text_dir(text_dir) if text_dir else load_austen()
     sentences = extract_sentences(books)
@@ -499,7 +668,9 @@ def build_corpus(
 
     build = root.with_name(root.name + ".tmp")
     plan_file = build / ".params"
-    if build.exists() and (not plan_file.is_file() or plan_file.read_text(encoding="utf-8") != marker):
+    if build.exists() and (
+        not plan_file.is_file() or plan_file.read_text(encoding="utf-8") != marker
+    ):
         shutil.rmtree(build)  # our own leftover from other parameters
     build.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan_file, marker)
@@ -510,11 +681,16 @@ def build_corpus(
 
     todo = [j for j in jobs if not (build / j.relpath).is_file()]
     if len(todo) < len(jobs):
-        log(f"resuming in {build}: {len(jobs) - len(todo)} of {len(jobs)} files already there")
+        there = len(jobs) - len(todo)
+        log(f"resuming in {build}: {there} of {len(jobs)} files already there")
     start = time.time()
-    with Progress(len(todo), "synthesizing", unit="utts", enabled=show_progress) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
-        futures = [pool.submit(synthesize, j, build / j.relpath, work_dir) for j in todo]
+    with (
+        Progress(len(todo), "synthesizing", unit="utts", enabled=show_progress) as bar,
+        ThreadPoolExecutor(max_workers=max(1, nj)) as pool,
+    ):
+        futures = [
+            pool.submit(synthesize, j, build / j.relpath, work_dir) for j in todo
+        ]
         try:
             for future in futures:
                 future.result()
@@ -525,35 +701,64 @@ def build_corpus(
             raise
     shutil.rmtree(work_dir)
 
-    durations = {j.utt_id: soundfile.info(str(build / j.relpath)).duration for j in jobs}
+    durations = {
+        j.utt_id: soundfile.info(str(build / j.relpath)).duration for j in jobs
+    }
     per_subset = _write_metadata(build, speakers, jobs, durations, sentences, params)
     plan_file.unlink()
     (build / ".done").write_text(marker, encoding="utf-8")
     replace_dir(build, root)
     voices = len({(s.voice.engine, s.voice.name) for s in speakers})
-    log(f"wrote {root} in {time.time() - start:.0f}s: "
+    log(
+        f"wrote {root} in {time.time() - start:.0f}s: "
         + ", ".join(f"{s} {per_subset[s]:.3f} h" for s in SUBSETS)
         + f"; {sum(not s.held_out for s in speakers)} training + "
-          f"{sum(s.held_out for s in speakers)} held-out speakers, {voices} voices")
+        f"{sum(s.held_out for s in speakers)} held-out speakers, {voices} voices"
+    )
     return True
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, required=True, help="corpus directory to create")
-    parser.add_argument("--hours", type=float, default=2.0, help="hours of training audio (estimate)")
-    parser.add_argument("--seed", type=int, default=1, help="seed for sentences, speakers, jitter")
+    parser.add_argument(
+        "--root", type=Path, required=True, help="corpus directory to create"
+    )
+    parser.add_argument(
+        "--hours", type=float, default=2.0, help="hours of training audio (estimate)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seed for sentences, speakers, jitter"
+    )
     parser.add_argument("--nj", type=int, default=1, help="parallel synthesis jobs")
-    parser.add_argument("--eval_fraction", type=float, default=0.1,
-                        help="each dev/test subset's size relative to train")
-    parser.add_argument("--min_eval_utts", type=int, default=10,
-                        help="at least this many utterances in each dev/test subset")
-    parser.add_argument("--text_dir", type=Path, default=None,
-                        help="read sentences from the .txt files here instead of janeaustenr")
+    parser.add_argument(
+        "--eval_fraction",
+        type=float,
+        default=0.1,
+        help="each dev/test subset's size relative to train",
+    )
+    parser.add_argument(
+        "--min_eval_utts",
+        type=int,
+        default=10,
+        help="at least this many utterances in each dev/test subset",
+    )
+    parser.add_argument(
+        "--text_dir",
+        type=Path,
+        default=None,
+        help="read sentences from the .txt files here instead of janeaustenr",
+    )
     args = parser.parse_args(argv)
     try:
-        build_corpus(args.root, args.hours, args.seed, nj=args.nj, eval_fraction=args.eval_fraction,
-                     min_eval_utts=args.min_eval_utts, text_dir=args.text_dir)
+        build_corpus(
+            args.root,
+            args.hours,
+            args.seed,
+            nj=args.nj,
+            eval_fraction=args.eval_fraction,
+            min_eval_utts=args.min_eval_utts,
+            text_dir=args.text_dir,
+        )
     except StageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1

@@ -59,7 +59,11 @@ class Progress:
     """
 
     def __init__(
-        self, total: float, desc: str, unit: str = "it", step_percent: int = 10,
+        self,
+        total: float,
+        desc: str,
+        unit: str = "it",
+        step_percent: int = 10,
         enabled: bool = True,
     ) -> None:
         self.total = max(total, 0)
@@ -78,8 +82,12 @@ class Progress:
             if tqdm is not None:
                 scale = unit == "B"
                 self._bar = tqdm(
-                    total=self.total, desc=desc, unit=unit, unit_scale=scale,
-                    unit_divisor=1024 if scale else 1000, leave=True,
+                    total=self.total,
+                    desc=desc,
+                    unit=unit,
+                    unit_scale=scale,
+                    unit_divisor=1024 if scale else 1000,
+                    leave=True,
                 )
 
     def update(self, amount: float = 1) -> None:
@@ -91,7 +99,8 @@ class Progress:
             return
         percent = 100.0 * self.done / self.total
         if percent >= self._next_percent:
-            log(f"{self.desc}: {int(percent)}% ({self._fmt(self.done)}/{self._fmt(self.total)} {self.unit})")
+            done, total = self._fmt(self.done), self._fmt(self.total)
+            log(f"{self.desc}: {int(percent)}% ({done}/{total} {self.unit})")
             while self._next_percent <= percent:
                 self._next_percent += self.step
 
@@ -179,7 +188,9 @@ def _lines(rows: Iterable[tuple[str, str]]) -> str:
 
 
 def write_data_dir(
-    dst: Path, utterances: list[Utterance], marker: Optional[str] = None,
+    dst: Path,
+    utterances: list[Utterance],
+    marker: Optional[str] = None,
 ) -> None:
     """Write wav.scp, text, utt2spk and spk2utt for `utterances` to `dst`.
 
@@ -210,9 +221,7 @@ def write_data_dir(
             (tmp / name).write_text(content, encoding="utf-8")
         errors = validate_data_dir(tmp, display_name=str(dst))
         if errors:
-            raise StageError(
-                f"refusing to write {dst}:\n" + "\n".join(errors)
-            )
+            raise StageError(f"refusing to write {dst}:\n" + "\n".join(errors))
         if marker is not None:
             (tmp / ".done").write_text(marker, encoding="utf-8")
         replace_dir(tmp, dst)

@@ -75,7 +75,9 @@ def read_sphinx(transcripts: Path, audio_dir: Path, speaker: str) -> list[Uttera
         elif not audio.is_file():
             errors.append(f"{where}: audio file missing: {audio}")
         else:
-            utts.append(Utterance(f"{speaker}-{file_id}", speaker, os.path.abspath(audio), text))
+            utts.append(
+                Utterance(f"{speaker}-{file_id}", speaker, os.path.abspath(audio), text)
+            )
     if errors:
         raise StageError("bad transcripts:\n" + "\n".join(errors))
     return utts
@@ -89,7 +91,9 @@ def read_asterisk(transcripts: Path, audio_dir: Path, speaker: str) -> list[Utte
             continue
         name, sep, written = line.partition(":")
         if not sep or not name.strip() or " " in name.strip():
-            raise StageError(f"{transcripts}:{number}: expected 'name: text', got {line!r}")
+            raise StageError(
+                f"{transcripts}:{number}: expected 'name: text', got {line!r}"
+            )
         name, written = name.strip(), written.strip()
         if _UNFAITHFUL.search(written) or not normalize_text(written):
             unusable += 1
@@ -99,23 +103,39 @@ def read_asterisk(transcripts: Path, audio_dir: Path, speaker: str) -> list[Utte
             no_audio += 1
             continue
         utt_id = f"{speaker}-{name.replace('/', '_')}"
-        utts.append(Utterance(utt_id, speaker, os.path.abspath(audio), normalize_text(written)))
-    log(f"{transcripts}: {len(utts)} prompts kept, {unusable} not normalizable "
-        f"(digits, symbols, acronyms), {no_audio} without installed audio")
+        utts.append(
+            Utterance(utt_id, speaker, os.path.abspath(audio), normalize_text(written))
+        )
+    log(
+        f"{transcripts}: {len(utts)} prompts kept, {unusable} not normalizable "
+        f"(digits, symbols, acronyms), {no_audio} without installed audio"
+    )
     return utts
 
 
-def prepare(fmt: str, transcripts: Path, audio_dir: Path, speaker: str, dst: Path) -> bool:
+def prepare(
+    fmt: str, transcripts: Path, audio_dir: Path, speaker: str, dst: Path
+) -> bool:
     """Write `dst`; False when it was already up to date."""
     transcripts, audio_dir, dst = Path(transcripts), Path(audio_dir), Path(dst)
     if not transcripts.is_file():
         raise StageError(f"{transcripts}: transcript file missing")
     st = transcripts.stat()
-    marker = json.dumps({
-        "version": FORMAT_VERSION, "format": fmt, "speaker": speaker,
-        "transcripts": os.path.abspath(transcripts), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-        "audio_dir": os.path.abspath(audio_dir),
-    }, sort_keys=True) + "\n"
+    marker = (
+        json.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "format": fmt,
+                "speaker": speaker,
+                "transcripts": os.path.abspath(transcripts),
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "audio_dir": os.path.abspath(audio_dir),
+            },
+            sort_keys=True,
+        )
+        + "\n"
+    )
     done = dst / ".done"
     if done.is_file() and done.read_text(encoding="utf-8") == marker:
         log(f"{dst} is up to date, skipping")
@@ -134,12 +154,24 @@ def prepare(fmt: str, transcripts: Path, audio_dir: Path, speaker: str, dst: Pat
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--format", choices=("sphinx", "asterisk"), required=True,
-                        help="transcript file format")
-    parser.add_argument("--transcripts", type=Path, required=True, help="transcript file (.gz allowed)")
-    parser.add_argument("--audio_dir", type=Path, required=True, help="directory of the .wav files")
-    parser.add_argument("--speaker", required=True, help="speaker id, prefix of every utterance id")
-    parser.add_argument("--dst", type=Path, required=True, help="data directory to write")
+    parser.add_argument(
+        "--format",
+        choices=("sphinx", "asterisk"),
+        required=True,
+        help="transcript file format",
+    )
+    parser.add_argument(
+        "--transcripts", type=Path, required=True, help="transcript file (.gz allowed)"
+    )
+    parser.add_argument(
+        "--audio_dir", type=Path, required=True, help="directory of the .wav files"
+    )
+    parser.add_argument(
+        "--speaker", required=True, help="speaker id, prefix of every utterance id"
+    )
+    parser.add_argument(
+        "--dst", type=Path, required=True, help="data directory to write"
+    )
     args = parser.parse_args(argv)
     try:
         prepare(args.format, args.transcripts, args.audio_dir, args.speaker, args.dst)

@@ -32,7 +32,10 @@ MAX_REPORTED = 50
 
 
 def _read_table(
-    path: Path, shown: str, errors: list[str], allow_empty_value: bool = False,
+    path: Path,
+    shown: str,
+    errors: list[str],
+    allow_empty_value: bool = False,
 ) -> tuple[dict[str, str], dict[str, int]]:
     """Parse ``<id> <value>`` lines; return {id: value} and {id: line number}.
 
@@ -63,7 +66,10 @@ def _read_table(
             errors.append(f"{where}: duplicate id {key!r} (first on line {lines[key]})")
             continue
         if previous is not None and key.encode() < previous.encode():
-            errors.append(f"{where}: not sorted: {key!r} comes after {previous!r} (use LC_ALL=C sort)")
+            errors.append(
+                f"{where}: not sorted: {key!r} comes after {previous!r} "
+                "(use LC_ALL=C sort)"
+            )
         previous = key
         values[key] = value
         lines[key] = number
@@ -117,7 +123,9 @@ def validate_data_dir(
 
     shown = {f: f"{name}/{f}" for f in REQUIRED_FILES}
     wav, wav_line = _read_table(data_dir / "wav.scp", shown["wav.scp"], errors)
-    text, text_line = _read_table(data_dir / "text", shown["text"], errors, allow_empty_value=True)
+    text, text_line = _read_table(
+        data_dir / "text", shown["text"], errors, allow_empty_value=True
+    )
     utt2spk, u2s_line = _read_table(data_dir / "utt2spk", shown["utt2spk"], errors)
     spk2utt, s2u_line = _read_table(data_dir / "spk2utt", shown["spk2utt"], errors)
 
@@ -132,7 +140,9 @@ def validate_data_dir(
                 continue
             for utt, number in this_lines.items():
                 if utt not in other_lines:
-                    errors.append(f"{shown[this]}:{number}: utterance {utt!r} is not in {other}")
+                    errors.append(
+                        f"{shown[this]}:{number}: utterance {utt!r} is not in {other}"
+                    )
 
     for utt, words in text.items():
         where = f"{shown['text']}:{text_line[utt]}"
@@ -140,7 +150,9 @@ def validate_data_dir(
             errors.append(f"{where}: empty transcript for {utt!r}")
         elif check_charset and not _TEXT_CHARSET.fullmatch(words):
             bad = "".join(sorted(set(re.sub(r"[A-Z' ]", "", words))))
-            errors.append(f"{where}: characters outside A-Z, apostrophe and space: {bad!r}")
+            errors.append(
+                f"{where}: characters outside A-Z, apostrophe and space: {bad!r}"
+            )
         elif "  " in words:
             errors.append(f"{where}: repeated spaces in transcript")
 
@@ -149,7 +161,10 @@ def validate_data_dir(
         if " " in spk:
             errors.append(f"{where}: more than one speaker for {utt!r}")
         elif not (utt == spk or utt.startswith(spk + "-") or utt.startswith(spk + "_")):
-            errors.append(f"{where}: utterance id {utt!r} does not start with its speaker id {spk!r}")
+            errors.append(
+                f"{where}: utterance id {utt!r} "
+                f"does not start with its speaker id {spk!r}"
+            )
 
     # spk2utt must be utt2spk inverted, utterances in sorted order.
     expected: dict[str, list[str]] = {}
@@ -165,15 +180,25 @@ def validate_data_dir(
             errors.append(f"{where}: utterances of speaker {spk!r} are not sorted")
         for utt in sorted(set(utts) - set(expected[spk])):
             owner = utt2spk.get(utt)
-            said = f"utt2spk:{u2s_line[utt]} gives speaker {owner!r}" if owner else "it is not in utt2spk"
+            said = (
+                f"utt2spk:{u2s_line[utt]} gives speaker {owner!r}"
+                if owner
+                else "it is not in utt2spk"
+            )
             errors.append(f"{where}: speaker {spk!r} lists {utt!r}, but {said}")
         for utt in sorted(set(expected[spk]) - set(utts)):
-            errors.append(f"{where}: speaker {spk!r} does not list {utt!r} (utt2spk:{u2s_line[utt]})")
+            errors.append(
+                f"{where}: speaker {spk!r} does not list {utt!r} "
+                f"(utt2spk:{u2s_line[utt]})"
+            )
         if len(set(utts)) != len(utts):
             errors.append(f"{where}: speaker {spk!r} lists an utterance twice")
     for spk in sorted(set(expected) - set(spk2utt)):
         first = expected[spk][0]
-        errors.append(f"{shown['spk2utt']}: speaker {spk!r} is missing (utt2spk:{u2s_line[first]})")
+        errors.append(
+            f"{shown['spk2utt']}: speaker {spk!r} is missing "
+            f"(utt2spk:{u2s_line[first]})"
+        )
 
     # Audio files: existence always, readability with check_audio.
     to_open: list[tuple[str, str]] = []
@@ -188,7 +213,8 @@ def validate_data_dir(
             to_open.append((where, path))
     if to_open:
         with ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
-            for (where, _), problem in zip(to_open, pool.map(check_audio_file, [p for _, p in to_open])):
+            problems = pool.map(check_audio_file, [p for _, p in to_open])
+            for (where, _), problem in zip(to_open, problems, strict=True):
                 if problem:
                     errors.append(f"{where}: {problem}")
     return errors
@@ -196,23 +222,37 @@ def validate_data_dir(
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_dir", type=Path, nargs="+", help="data directories to check")
-    parser.add_argument("--check_audio", action="store_true",
-                        help="open every audio file with soundfile")
-    parser.add_argument("--no_check_charset", action="store_true",
-                        help="accept any characters in transcripts")
+    parser.add_argument(
+        "data_dir", type=Path, nargs="+", help="data directories to check"
+    )
+    parser.add_argument(
+        "--check_audio",
+        action="store_true",
+        help="open every audio file with soundfile",
+    )
+    parser.add_argument(
+        "--no_check_charset",
+        action="store_true",
+        help="accept any characters in transcripts",
+    )
     parser.add_argument("--nj", type=int, default=1, help="threads for --check_audio")
     args = parser.parse_args(argv)
     status = 0
     for data_dir in args.data_dir:
         errors = validate_data_dir(
-            data_dir, check_audio=args.check_audio,
-            check_charset=not args.no_check_charset, nj=args.nj,
+            data_dir,
+            check_audio=args.check_audio,
+            check_charset=not args.no_check_charset,
+            nj=args.nj,
         )
         for e in errors[:MAX_REPORTED]:
             print(f"ERROR: {e}", file=sys.stderr)
         if len(errors) > MAX_REPORTED:
-            print(f"ERROR: ... and {len(errors) - MAX_REPORTED} more problems in {data_dir}", file=sys.stderr)
+            more = len(errors) - MAX_REPORTED
+            print(
+                f"ERROR: ... and {more} more problems in {data_dir}",
+                file=sys.stderr,
+            )
         if errors:
             status = 1
     return status
