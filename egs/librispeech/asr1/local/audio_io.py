@@ -12,7 +12,14 @@ from typing import Tuple
 import numpy as np
 import soundfile
 
-__all__ = ["AudioError", "MIN_INPUT_RATE", "kaldi_fbank", "load_audio", "read_audio", "resample"]
+__all__ = [
+    "AudioError",
+    "MIN_INPUT_RATE",
+    "kaldi_fbank",
+    "load_audio",
+    "read_audio",
+    "resample",
+]
 
 #: Below this rate speech loses most consonant information; such a file is
 #: far more likely a mislabelled header than real telephone audio.
@@ -71,7 +78,9 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return soxr.resample(samples, rate, target_rate, quality="HQ").astype(np.float32)
 
 
-def load_audio(entry: str, target_rate: int, min_rate: int = MIN_INPUT_RATE) -> np.ndarray:
+def load_audio(
+    entry: str, target_rate: int, min_rate: int = MIN_INPUT_RATE
+) -> np.ndarray:
     """Read ``entry`` and return mono float32 samples (T,) at ``target_rate``."""
     samples, rate = read_audio(entry)
     if rate < min_rate:

@@ -26,9 +26,14 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import soundfile
-
 from audio_io import MIN_INPUT_RATE, AudioError, kaldi_fbank, load_audio
-from kaldi_dir import DataDirError, read_data_dir, replace_dir, spk2utt_lines, write_table
+from kaldi_dir import (
+    DataDirError,
+    read_data_dir,
+    replace_dir,
+    spk2utt_lines,
+    write_table,
+)
 
 #: Output files are spread over sub-directories of this many utterances each.
 UTTS_PER_PART = 10000
@@ -45,13 +50,19 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fs", type=int, default=16000, help="output sample rate (Hz)")
     parser.add_argument("--feats_type", choices=["raw", "fbank"], default="raw")
     parser.add_argument(
-        "--audio_format", choices=sorted(_FORMATS), default="flac",
+        "--audio_format",
+        choices=sorted(_FORMATS),
+        default="flac",
         help="file format of dumped audio (raw feats)",
     )
-    parser.add_argument("--n_mels", type=int, default=80, help="fbank bins (fbank feats)")
+    parser.add_argument(
+        "--n_mels", type=int, default=80, help="fbank bins (fbank feats)"
+    )
     parser.add_argument("--nj", type=int, default=1, help="parallel worker processes")
     parser.add_argument(
-        "--min_input_fs", type=int, default=MIN_INPUT_RATE,
+        "--min_input_fs",
+        type=int,
+        default=MIN_INPUT_RATE,
         help="reject input audio whose sample rate is lower than this (Hz)",
     )
     return parser
@@ -81,9 +92,14 @@ class _Job:
         # Quantize ourselves: libsndfile wraps around instead of clipping.
         pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
         soundfile.write(
-            str(path), pcm, self.fs, format=_FORMATS[self.audio_format], subtype="PCM_16"
+            str(path),
+            pcm,
+            self.fs,
+            format=_FORMATS[self.audio_format],
+            subtype="PCM_16",
         )
         return index, utt, len(samples), None
+
 
 def _relative_audio_path(index: int, utt: str, audio_format: str) -> str:
     return f"data/part{index // UTTS_PER_PART + 1}/{utt}.{audio_format}"
@@ -162,7 +178,13 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
                     shape_rows.append((utt, f"{payload.shape[0]},{payload.shape[1]}"))
                 else:
                     scp_rows.append(
-                        (utt, str(out_dir / _relative_audio_path(index, utt, args.audio_format)))
+                        (
+                            utt,
+                            str(
+                                out_dir
+                                / _relative_audio_path(index, utt, args.audio_format)
+                            ),
+                        )
                     )
                 progress.update(done)
         finally:

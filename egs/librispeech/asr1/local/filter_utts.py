@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drop utterances that are too short, too long or have no transcript: stage 4.
 
-    filter_utts.py --min_duration 0.1 --max_duration 20 dump/raw/org/train dump/raw/train
+    filter_utts.py --min_duration 0.1 --max_duration 20 \
+        dump/raw/org/train dump/raw/train
 
 Reads a directory written by ``dump_audio.py`` (its ``utt2num_samples`` and
 ``fs`` give each duration) and writes the kept utterances, with every file of
@@ -14,7 +15,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from kaldi_dir import DataDirError, read_data_dir, read_table, replace_dir, spk2utt_lines, write_table
+from kaldi_dir import (
+    DataDirError,
+    read_data_dir,
+    read_table,
+    replace_dir,
+    spk2utt_lines,
+    write_table,
+)
 
 #: Per-utterance tables copied with the kept utterances when present.
 _TABLES = ("wav.scp", "feats.scp", "text", "utt2spk", "utt2num_samples", "feats_shape")
@@ -37,29 +45,41 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
         return 2
     try:
-        kept, counts = filter_dir(args.in_dir, args.out_dir, args.min_duration, args.max_duration)
+        kept, counts = filter_dir(
+            args.in_dir, args.out_dir, args.min_duration, args.max_duration
+        )
     except DataDirError as e:
         print(f"filter_utts: ERROR: {e}", file=sys.stderr)
         return 1
     total = kept + sum(counts.values())
     print(
-        f"filter_utts: {args.in_dir} -> {args.out_dir}: kept {kept} of {total} utterances "
-        f"(removed {counts['short']} shorter than {args.min_duration}s, {counts['long']} "
-        f"longer than {args.max_duration}s, {counts['empty']} with empty text)",
+        f"filter_utts: {args.in_dir} -> {args.out_dir}: kept {kept} of {total} "
+        f"utterances (removed {counts['short']} shorter than {args.min_duration}s, "
+        f"{counts['long']} longer than {args.max_duration}s, {counts['empty']} "
+        "with empty text)",
         file=sys.stderr,
     )
     return 0
 
 
 def filter_dir(in_dir: Path, out_dir: Path, min_duration: float, max_duration: float):
-    feats_type = (in_dir / "feats_type").read_text().strip() if (in_dir / "feats_type").exists() else "raw"
+    feats_type = (
+        (in_dir / "feats_type").read_text().strip()
+        if (in_dir / "feats_type").exists()
+        else "raw"
+    )
     audio_file = "feats.scp" if feats_type != "raw" else "wav.scp"
     fs_file = in_dir / "fs"
     if not fs_file.exists():
-        raise DataDirError(f"{fs_file}: no such file (is {in_dir} written by dump_audio.py?)")
+        raise DataDirError(
+            f"{fs_file}: no such file (is {in_dir} written by dump_audio.py?)"
+        )
     fs = int(fs_file.read_text().strip())
     data = read_data_dir(
-        in_dir, audio_file=audio_file, extra_files=["utt2num_samples"], allow_empty_text=True
+        in_dir,
+        audio_file=audio_file,
+        extra_files=["utt2num_samples"],
+        allow_empty_text=True,
     )
     num_samples = data.extra["utt2num_samples"]
     keep = []
@@ -81,8 +101,8 @@ def filter_dir(in_dir: Path, out_dir: Path, min_duration: float, max_duration: f
             keep.append(utt)
     if not keep:
         raise DataDirError(
-            f"{in_dir}: no utterance is between {min_duration} and {max_duration} seconds "
-            "with a transcript"
+            f"{in_dir}: no utterance is between {min_duration} and {max_duration} "
+            "seconds with a transcript"
         )
     kept = set(keep)
 

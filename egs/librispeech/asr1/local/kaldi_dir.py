@@ -118,9 +118,9 @@ def read_data_dir(
     utt2spk = read_table(path / "utt2spk")
     if not audio:
         raise DataDirError(f"{path / audio_file}: no utterances")
-    for key, value in audio.items():
+    for key in audio:
         if "/" in key:
-            raise DataDirError(f"{audio.where(key)}: utterance id '{key}' contains '/'")
+            raise DataDirError(f"{audio.where(key)}: utterance id '{key}' has a '/'")
     if not allow_empty_text:
         for key, value in text.items():
             if not value.strip():
@@ -143,7 +143,7 @@ def _check_same_keys(reference: Table, other: Table) -> None:
     for key in reference:
         if key not in other:
             raise DataDirError(
-                f"{reference.where(key)}: utterance '{key}' is missing from {other.path}"
+                f"{reference.where(key)}: utterance '{key}' is not in {other.path}"
             )
 
 
@@ -153,7 +153,9 @@ def _check_spk2utt(spk2utt: Table, utt2spk: Table) -> None:
         for utt in utts.split():
             where = spk2utt.where(spk)
             if utt not in utt2spk:
-                raise DataDirError(f"{where}: utterance '{utt}' is not in {utt2spk.path}")
+                raise DataDirError(
+                    f"{where}: utterance '{utt}' is not in {utt2spk.path}"
+                )
             if utt2spk[utt] != spk:
                 raise DataDirError(
                     f"{where}: utterance '{utt}' is listed under speaker '{spk}' but "
@@ -163,7 +165,7 @@ def _check_spk2utt(spk2utt: Table, utt2spk: Table) -> None:
     for utt in utt2spk:
         if utt not in seen:
             raise DataDirError(
-                f"{utt2spk.where(utt)}: utterance '{utt}' is missing from {spk2utt.path}"
+                f"{utt2spk.where(utt)}: utterance '{utt}' is not in {spk2utt.path}"
             )
 
 

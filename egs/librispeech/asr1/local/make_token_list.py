@@ -29,7 +29,11 @@ BLANK, UNK, SOS_EOS, SPACE = "<blank>", "<unk>", "<sos/eos>", "<space>"
 def ordered_tokens(counts: collections.Counter, extra: Iterable[str] = ()) -> List[str]:
     """The token list: specials around tokens by frequency, then ``extra``."""
     specials = {BLANK, UNK, SOS_EOS}
-    seen = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if t not in specials]
+    seen = [
+        t
+        for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if t not in specials
+    ]
     unseen = [t for t in extra if t not in counts and t not in specials]
     return [BLANK, UNK, *seen, *unseen, SOS_EOS]
 
@@ -55,7 +59,9 @@ def train_sentencepiece(
             minloglevel=2,
         )
     except RuntimeError as e:
-        raise DataDirError(f"sentencepiece cannot train --nbpe {nbpe} ({bpemode}): {e}") from None
+        raise DataDirError(
+            f"sentencepiece cannot train --nbpe {nbpe} ({bpemode}): {e}"
+        ) from None
     finally:
         train_text.unlink()
     model = spm.SentencePieceProcessor(model_file=str(out_dir / "bpe.model"))
@@ -80,10 +86,14 @@ def char_tokens(lines: List[str]) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--token_type", choices=["bpe", "char"], default="bpe")
-    parser.add_argument("--nbpe", type=int, default=5000, help="sentencepiece vocabulary size")
+    parser.add_argument(
+        "--nbpe", type=int, default=5000, help="sentencepiece vocabulary size"
+    )
     parser.add_argument("--bpemode", choices=["unigram", "bpe"], default="unigram")
     parser.add_argument(
-        "--input_sentence_size", type=int, default=100_000_000,
+        "--input_sentence_size",
+        type=int,
+        default=100_000_000,
         help="sentences sentencepiece samples from the text",
     )
     parser.add_argument("text", type=Path, help="Kaldi text file (utt-id transcript)")
@@ -111,7 +121,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     (tmp / "tokens.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
     replace_dir(tmp, args.out_dir)
-    print(f"make_token_list: {len(tokens)} tokens -> {args.out_dir}/tokens.txt", file=sys.stderr)
+    print(
+        f"make_token_list: {len(tokens)} tokens -> {args.out_dir}/tokens.txt",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -14,7 +14,6 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import yaml
-
 from audio_io import kaldi_fbank, load_audio
 
 __all__ = ["PackedModel", "default_unpack_dir", "load_speech2text"]
@@ -24,7 +23,9 @@ def default_unpack_dir(zip_path: Path) -> Path:
     """A per-user cache directory for this zip (its path, size and time)."""
     zip_path = Path(zip_path).resolve()
     stat = zip_path.stat()
-    key = hashlib.sha1(f"{zip_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    key = hashlib.sha1(
+        f"{zip_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "espnet_shared_conformer" / "unpacked" / key[:16]
 
@@ -101,4 +102,3 @@ def load_speech2text(
     fs = (args.frontend_conf or {}).get("fs", 16000)
     fs = int(humanfriendly.parse_size(fs)) if isinstance(fs, str) else int(fs)
     return PackedModel(speech2text, fs, None)
-

@@ -17,7 +17,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from kaldi_dir import DataDirError, read_data_dir, replace_dir, spk2utt_lines, write_table
+from kaldi_dir import (
+    DataDirError,
+    read_data_dir,
+    replace_dir,
+    spk2utt_lines,
+    write_table,
+)
 
 
 def parse_factors(text: str) -> List[str]:
@@ -60,7 +66,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"perturb_speed: ERROR: {e}", file=sys.stderr)
         return 1
     if shutil.which("sox") is None:
-        print("perturb_speed: ERROR: sox is not installed (Debian: sox)", file=sys.stderr)
+        print(
+            "perturb_speed: ERROR: sox is not installed (Debian: sox)", file=sys.stderr
+        )
         return 1
 
     wav, text, utt2spk = [], [], {}

@@ -32,8 +32,9 @@ from score_sclite import parse_result
 
 def count_parameters(config: Path, model_file: Path) -> Dict[str, int]:
     """Unique parameters per top-level part of the ESPnet model, and the total."""
-    import espnet_shared_conformer
     from espnet2.tasks.asr import ASRTask
+
+    import espnet_shared_conformer
 
     espnet_shared_conformer.register()
     model, _ = ASRTask.build_model_from_file(config, model_file, device="cpu")
@@ -60,7 +61,9 @@ def package_parameter_report(configs: List[Path], token_list: Path) -> Optional[
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stderr(stderr):
-                report = ParameterReport.from_config(str(config), token_list=str(token_list))
+                report = ParameterReport.from_config(
+                    str(config), token_list=str(token_list)
+                )
             return report.format()
         except (SystemExit, ValueError, OSError) as e:
             message = stderr.getvalue().strip().splitlines()
@@ -71,25 +74,29 @@ def package_parameter_report(configs: List[Path], token_list: Path) -> Optional[
 def stage12_speed(decode_dir: Path) -> List[Dict[str, Any]]:
     rows = []
     for timing in sorted(decode_dir.glob("*/decode_time")):
-        values = dict(line.split() for line in timing.read_text().splitlines() if line.strip())
+        values = dict(
+            line.split() for line in timing.read_text().splitlines() if line.strip()
+        )
         audio = float((timing.parent / "audio_seconds").read_text())
         wall, jobs = float(values["wall_seconds"]), int(values["jobs"])
-        rows.append(dict(
-            test_set=timing.parent.name,
-            utterances=sum(1 for _ in (timing.parent / "text").open()),
-            audio_seconds=round(audio, 1),
-            jobs=jobs,
-            wall_seconds=wall,
-            rtf_wall=round(wall / audio, 4),
-            rtf_per_job=round(wall * jobs / audio, 4),
-        ))
+        rows.append(
+            dict(
+                test_set=timing.parent.name,
+                utterances=sum(1 for _ in (timing.parent / "text").open()),
+                audio_seconds=round(audio, 1),
+                jobs=jobs,
+                wall_seconds=wall,
+                rtf_wall=round(wall / audio, 4),
+                rtf_per_job=round(wall * jobs / audio, 4),
+            )
+        )
     return rows
 
 
 def measure_rtf(packed: Path, data: Path, num_utts: int) -> Dict[str, Any]:
-    """Single-thread decoding speed of the packed model on ``data``'s first utterances."""
+    """Single-thread decoding speed of the packed model on ``data``'s first
+    utterances."""
     import torch
-
     from packed_model import load_speech2text
 
     torch.set_num_threads(1)
@@ -119,9 +126,13 @@ def measure_rtf(packed: Path, data: Path, num_utts: int) -> Dict[str, Any]:
             seconds = time.monotonic() - start
     audio = sum(int(num_samples[u]) for u in utts) / fs
     return dict(
-        data=str(data), utterances=len(utts), audio_seconds=round(audio, 2),
-        decode_seconds=round(seconds, 2), rtf=round(seconds / audio, 4),
-        load_seconds=round(load_seconds, 2), threads=1,
+        data=str(data),
+        utterances=len(utts),
+        audio_seconds=round(audio, 2),
+        decode_seconds=round(seconds, 2),
+        rtf=round(seconds / audio, 4),
+        load_seconds=round(load_seconds, 2),
+        threads=1,
     )
 
 
@@ -144,7 +155,14 @@ def _mb(n_bytes: int) -> str:
 
 def render(report: Dict[str, Any]) -> str:
     p = report["parameters"]
-    out = [f"# Report: {report['asr_exp']}", "", "## Model", "", "|part|parameters|", "|---|---|"]
+    out = [
+        f"# Report: {report['asr_exp']}",
+        "",
+        "## Model",
+        "",
+        "|part|parameters|",
+        "|---|---|",
+    ]
     out += [f"|{k}|{v:,}|" for k, v in p.items()]
     s = report["sizes"]
     out += [
@@ -154,14 +172,30 @@ def render(report: Dict[str, Any]) -> str:
         f"- weights at fp32: {_mb(4 * p['total'])}; at int8: {_mb(p['total'])}",
     ]
     if report.get("package_report"):
-        out += ["", "## python -m espnet_shared_conformer.params", "", "```", report["package_report"], "```"]
-    out += ["", "## Accuracy (sclite, %)", "", "|test set|WER|CER|TER|", "|---|---|---|---|"]
+        out += [
+            "",
+            "## python -m espnet_shared_conformer.params",
+            "",
+            "```",
+            report["package_report"],
+            "```",
+        ]
+    out += [
+        "",
+        "## Accuracy (sclite, %)",
+        "",
+        "|test set|WER|CER|TER|",
+        "|---|---|---|---|",
+    ]
     for row in report["accuracy"]:
         cells = [f"{row[m]:.1f}" if m in row else "-" for m in ("wer", "cer", "ter")]
         out.append(f"|{row['test_set']}|" + "|".join(cells) + "|")
     out += [
-        "", "## Decoding speed", "",
-        "Stage 12 (parallel jobs, wall time including model loading):", "",
+        "",
+        "## Decoding speed",
+        "",
+        "Stage 12 (parallel jobs, wall time including model loading):",
+        "",
         "|test set|utterances|audio (s)|jobs|wall (s)|RTF (wall)|RTF (per job)|",
         "|---|---|---|---|---|---|---|",
     ]
@@ -185,17 +219,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--asr_exp", type=Path, required=True)
     parser.add_argument("--model_file", default="valid.acc.ave.pth")
-    parser.add_argument("--asr_config", type=Path, help="training config (fallback for the params report)")
+    parser.add_argument(
+        "--asr_config",
+        type=Path,
+        help="training config (fallback for the params report)",
+    )
     parser.add_argument("--token_list", type=Path, required=True)
     parser.add_argument("--packed", type=Path, required=True)
     parser.add_argument("--decode_dir", type=Path, required=True)
-    parser.add_argument("--rtf_data", type=Path, required=True, help="dump dir to time decoding on")
+    parser.add_argument(
+        "--rtf_data", type=Path, required=True, help="dump dir to time decoding on"
+    )
     parser.add_argument("--rtf_utts", type=int, default=20)
-    parser.add_argument("--out", type=Path, required=True, help="Markdown report to write")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="Markdown report to write"
+    )
     args = parser.parse_args(argv)
 
     model_file = args.asr_exp / args.model_file
-    for path in (args.asr_exp / "config.yaml", model_file, args.packed, args.decode_dir):
+    for path in (
+        args.asr_exp / "config.yaml",
+        model_file,
+        args.packed,
+        args.decode_dir,
+    ):
         if not path.exists():
             print(f"report: ERROR: {path} does not exist", file=sys.stderr)
             return 1
@@ -204,7 +251,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             asr_exp=str(args.asr_exp),
             parameters=count_parameters(args.asr_exp / "config.yaml", model_file),
             package_report=package_parameter_report(
-                [args.asr_exp / "config.yaml", *([args.asr_config] if args.asr_config else [])],
+                [
+                    args.asr_exp / "config.yaml",
+                    *([args.asr_config] if args.asr_config else []),
+                ],
                 args.token_list,
             ),
             sizes=dict(
@@ -224,7 +274,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     tmp.write_text(render(report), encoding="utf-8")
     tmp.replace(args.out)
     json_path = args.out.with_suffix(".json")
-    json_path.with_name(json_path.name + ".tmp").write_text(json.dumps(report, indent=2) + "\n")
+    json_path.with_name(json_path.name + ".tmp").write_text(
+        json.dumps(report, indent=2) + "\n"
+    )
     json_path.with_name(json_path.name + ".tmp").replace(json_path)
     return 0
 

@@ -31,7 +31,11 @@ SCORE_COLUMNS = ("Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err")
 
 def find_sclite() -> str:
     """sclite's path: $SCLITE, then PATH, then where Debian's sctk keeps it."""
-    for candidate in (os.environ.get("SCLITE"), shutil.which("sclite"), "/usr/lib/sctk/bin/sclite"):
+    for candidate in (
+        os.environ.get("SCLITE"),
+        shutil.which("sclite"),
+        "/usr/lib/sctk/bin/sclite",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError("sclite not found: install Debian's sctk or set $SCLITE")
@@ -70,12 +74,18 @@ def score(
     utt2spk = read_table(utt2spk_path) if utt2spk_path else None
     for utt in ref:
         if utt not in hyp:
-            raise DataDirError(f"{ref.where(utt)}: utterance '{utt}' has no hypothesis in {hyp_path}")
+            raise DataDirError(
+                f"{ref.where(utt)}: utterance '{utt}' has no hypothesis in {hyp_path}"
+            )
         if utt2spk is not None and utt not in utt2spk:
-            raise DataDirError(f"{ref.where(utt)}: utterance '{utt}' is not in {utt2spk_path}")
+            raise DataDirError(
+                f"{ref.where(utt)}: utterance '{utt}' is not in {utt2spk_path}"
+            )
     for utt in hyp:
         if utt not in ref:
-            raise DataDirError(f"{hyp.where(utt)}: utterance '{utt}' is not in {ref_path}")
+            raise DataDirError(
+                f"{hyp.where(utt)}: utterance '{utt}' is not in {ref_path}"
+            )
     sclite = sclite or find_sclite()
     summaries = {}
     for metric, tokenize in tokenizers(bpemodel).items():
@@ -84,15 +94,29 @@ def score(
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        with (tmp / "ref.trn").open("w", encoding="utf-8") as r, (tmp / "hyp.trn").open(
-            "w", encoding="utf-8"
-        ) as h:
+        with (
+            (tmp / "ref.trn").open("w", encoding="utf-8") as r,
+            (tmp / "hyp.trn").open("w", encoding="utf-8") as h,
+        ):
             for utt in sorted(ref):
                 spk = utt2spk[utt] if utt2spk is not None else None
                 r.write(_trn_line(tokenize(ref[utt]), utt, spk))
                 h.write(_trn_line(tokenize(hyp[utt]), utt, spk))
         proc = subprocess.run(
-            [sclite, "-r", "ref.trn", "trn", "-h", "hyp.trn", "trn", "-i", "rm", "-o", "all", "stdout"],
+            [
+                sclite,
+                "-r",
+                "ref.trn",
+                "trn",
+                "-h",
+                "hyp.trn",
+                "trn",
+                "-i",
+                "rm",
+                "-o",
+                "all",
+                "stdout",
+            ],
             cwd=tmp,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -100,7 +124,9 @@ def score(
         )
         (tmp / "result.txt").write_bytes(proc.stdout)
         if proc.returncode != 0:
-            raise RuntimeError(f"sclite failed (exit {proc.returncode}); see {tmp / 'result.txt'}")
+            raise RuntimeError(
+                f"sclite failed (exit {proc.returncode}); see {tmp / 'result.txt'}"
+            )
         summaries[metric] = parse_result(tmp / "result.txt")
         replace_dir(tmp, final)
     return summaries
@@ -114,15 +140,23 @@ def parse_result(path: Path) -> Dict[str, float]:
     the names of :data:`SCORE_COLUMNS`, plus the raw counts (Sum line) as
     ``n_Corr``, ``n_Sub``, ``n_Del``, ``n_Ins``, ``n_Err``, ``n_S.Err``."""
     text = Path(path).read_text(encoding="utf-8", errors="replace")
-    row = r"\|\s*{}\s*\|\s*" + _NUMBER + r"\s+" + _NUMBER + r"\s*\|" + (r"\s*" + _NUMBER) * 6 + r"\s*\|"
+    row = (
+        r"\|\s*{}\s*\|\s*"
+        + _NUMBER
+        + r"\s+"
+        + _NUMBER
+        + r"\s*\|"
+        + (r"\s*" + _NUMBER) * 6
+        + r"\s*\|"
+    )
     percent = re.search(row.format(r"Sum/Avg"), text)
     counts = re.search(row.format(r"Sum"), text)
     if percent is None or counts is None:
         raise ValueError(f"{path}: no sclite summary found")
     result: Dict[str, float] = {}
-    for name, value in zip(SCORE_COLUMNS, percent.groups()):
+    for name, value in zip(SCORE_COLUMNS, percent.groups(), strict=True):
         result[name] = float(value)
-    for name, value in zip(SCORE_COLUMNS[2:], counts.groups()[2:]):
+    for name, value in zip(SCORE_COLUMNS[2:], counts.groups()[2:], strict=True):
         result[f"n_{name}"] = int(float(value))
     return result
 
@@ -132,7 +166,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--ref", type=Path, required=True, help="reference Kaldi text")
     parser.add_argument("--hyp", type=Path, required=True, help="hypothesis Kaldi text")
     parser.add_argument("--utt2spk", type=Path, help="speaker of each utterance")
-    parser.add_argument("--bpemodel", help="sentencepiece model for the token error rate")
+    parser.add_argument(
+        "--bpemodel", help="sentencepiece model for the token error rate"
+    )
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
     try:

@@ -27,11 +27,16 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, required=True, help="packed model zip")
     parser.add_argument("audio", nargs="+", help="audio files to transcribe")
-    parser.add_argument("--beam_size", type=int, help="override the packed decoding config")
-    parser.add_argument("--ctc_weight", type=float, help="override the packed decoding config")
+    parser.add_argument(
+        "--beam_size", type=int, help="override the packed decoding config"
+    )
+    parser.add_argument(
+        "--ctc_weight", type=float, help="override the packed decoding config"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
-        "--unpack_dir", type=Path,
+        "--unpack_dir",
+        type=Path,
         help="where to unpack the zip (default: a per-user cache directory)",
     )
     parser.add_argument("--verbose", action="store_true", help="show ESPnet's log")
@@ -50,9 +55,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     from packed_model import load_speech2text
 
     overrides = {
-        k: v for k, v in (("beam_size", args.beam_size), ("ctc_weight", args.ctc_weight)) if v is not None
+        k: v
+        for k, v in (("beam_size", args.beam_size), ("ctc_weight", args.ctc_weight))
+        if v is not None
     }
-    model = load_speech2text(args.model, args.unpack_dir, device=args.device, **overrides)
+    model = load_speech2text(
+        args.model, args.unpack_dir, device=args.device, **overrides
+    )
     failed = 0
     for path in args.audio:
         start = time.monotonic()
