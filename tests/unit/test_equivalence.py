@@ -76,7 +76,9 @@ def test_same_state_dict_and_outputs(options):
 def test_same_seed_same_initial_weights(macaron):
     ours = build(seed=11, macaron_style=macaron)
     ref = build_espnet(seed=11, macaron_style=macaron)
-    for (name, a), b in zip(ours.state_dict().items(), ref.state_dict().values(), strict=False):
+    for (name, a), b in zip(
+        ours.state_dict().items(), ref.state_dict().values(), strict=False
+    ):
         assert torch.equal(a, b), name
 
 
