@@ -218,6 +218,7 @@ def test_unregistered_process_does_not_know_the_name(tmp_path):
         from espnet2.tasks.asr import ASRTask
         args = ASRTask.get_parser().parse_args(
             ["--config", "{config}", "--token_list", "{tokens}"])
+        ASRTask.build_model(args)
     """)
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True
