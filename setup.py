@@ -29,7 +29,7 @@ setup(
         "editdistance",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "dev": ["ruff"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Multimedia :: Sound/Audio :: Speech",
