@@ -140,6 +140,11 @@ class SharingPlan:
                 f"{list(LOWRANK_SHARED_FACTORS)}"
             )
         if lowrank_rank is None:
+            if lowrank_modules is not None:
+                raise ValueError(
+                    f"lowrank_modules ({lowrank_modules}) needs lowrank_rank: "
+                    "without a rank nothing is factorized"
+                )
             if lowrank_shared_factor != "none":
                 raise ValueError(
                     f"lowrank_shared_factor ({lowrank_shared_factor!r}) needs "
