@@ -257,7 +257,8 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     # local_data_opts is a shell-quoted option list, e.g. --subsets 'a b'.
     stage1_opts=()
     eval "stage1_opts=(${local_data_opts})"
-    local/data.sh "${stage1_opts[@]}"
+    # PYTHON: the interpreter local/data.sh runs its helpers with.
+    PYTHON=${python} local/data.sh "${stage1_opts[@]}"
     stage_done 1 "${t0}"
 fi
 

@@ -17,6 +17,7 @@ utterance succeeded: an error (naming the file and line) leaves any previous
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import shutil
 import sys
@@ -158,9 +159,13 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
     ark: Optional[object] = None
     ark_part = 0
     nj = max(1, min(args.nj, len(items)))
-    context = multiprocessing.get_context("fork")
-    with context.Pool(nj) as pool:
-        results = pool.imap(job, items, chunksize=8) if nj > 1 else map(job, items)
+    with contextlib.ExitStack() as stack:
+        if nj > 1:
+            context = multiprocessing.get_context("fork")
+            pool = stack.enter_context(context.Pool(nj))
+            results = pool.imap(job, items, chunksize=8)
+        else:
+            results = map(job, items)
         try:
             for done, (index, utt, length, payload) in enumerate(results, 1):
                 if length is None:

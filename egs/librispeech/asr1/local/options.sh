@@ -62,6 +62,12 @@ parse_options() {
         esac
         name=${name#--}
         name=${name//-/_}
+        # A value that looks like an option means the real value was left out;
+        # only the *_args / *_opts options carry option strings as values.
+        case "${name}" in
+            *_args | *_opts) ;;
+            *) [[ "${value}" == --* ]] && _die_usage "option --${name} needs a value, got '${value}'" ;;
+        esac
         if [[ "${known}" != *" ${name} "* ]]; then
             if [ "${OPTIONS_PASSTHROUGH:-false}" = true ]; then
                 passthrough+=("--${name}" "${value}")
@@ -69,12 +75,6 @@ parse_options() {
             fi
             _die_usage "unknown option --${name}"
         fi
-        # A value that looks like an option means the real value was left out;
-        # only the *_args / *_opts options carry option strings as values.
-        case "${name}" in
-            *_args | *_opts) ;;
-            *) [[ "${value}" == --* ]] && _die_usage "option --${name} needs a value, got '${value}'" ;;
-        esac
         printf -v "${name}" '%s' "${value}"
     done
 }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# End-to-end check of the recipe: stages 1-15 on a small slice of the mini
+# corpus with the one-epoch debug config, in a scratch copy of the recipe,
+# then assertions on what each stage must have produced, a re-run that must
+# change nothing, and a user-style transcription of a wav file through the
+# packed model. Takes about 10 minutes on two busy CPU cores.
+#
+#   local/ci_e2e.sh [--workdir DIR] [--keep true] [--mini_hours 0.1] [--python PY]
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+# >>> options (name=default  # help); --help lists these lines
+workdir=                   # scratch copy of the recipe; empty: a new temporary directory
+keep=false                 # keep the scratch directory afterwards
+mini_hours=0.1             # hours of synthesized training speech
+nbpe=40                    # sentencepiece vocabulary (small: the slice has little text)
+python=                    # Python with ESPnet and the package; empty: from path.sh
+# <<< options
+
+recipe=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=local/options.sh
+. "${recipe}/local/options.sh"
+parse_options "$0" "$@"
+check_choice keep true false
+if [ -z "${python}" ]; then
+    # shellcheck source=path.sh
+    python=$(. "${recipe}/path.sh" && command -v python3)
+fi
+
+if [ -z "${workdir}" ]; then
+    workdir=$(mktemp -d "${TMPDIR:-/tmp}/recipe_e2e.XXXXXX")
+fi
+cleanup() {
+    if [ "${keep}" = false ]; then rm -rf "${workdir}"; else log "kept ${workdir}"; fi
+}
+trap cleanup EXIT
+mkdir -p "${workdir}"
+cp -a "${recipe}"/{run.sh,asr.sh,path.sh,cmd.sh,conf,local} "${workdir}/"
+cd "${workdir}"
+
+failures=0
+# check CONDITION... : evaluate a test expression; count and report a failure.
+check() {
+    if ! test "$@"; then
+        log "FAIL: test $*"
+        failures=$((failures + 1))
+    fi
+}
+
+asr_tag=train_asr_debug_raw_en_bpe${nbpe}
+exp=exp/asr_${asr_tag}
+decode=${exp}/decode_asr_asr_model_valid.acc.ave
+test_sets=(test_sentences test_voices test_librivox)
+opts=(
+    --python "${python}" --mini_hours "${mini_hours}"
+    --asr_config conf/train_asr_debug.yaml --nbpe "${nbpe}"
+    --nj 2 --inference_nj 1 --rtf_utts 3
+)
+
+log "e2e: ./run.sh ${opts[*]} in ${workdir}"
+start=${SECONDS}
+./run.sh "${opts[@]}" 2>&1 | tee run.log >&2
+log "e2e: stages 1-15 took $((SECONDS - start))s"
+grep -h "Stage [0-9]* finished" run.log | sed 's/^.*(asr.sh[^)]*) /  /' >&2 || true
+
+# Stage 1: Kaldi data directories.
+for d in train dev "${test_sets[@]}"; do
+    for f in wav.scp text utt2spk spk2utt; do check -s "data/${d}/${f}"; done
+done
+# Stage 3: 16 kHz audio and lengths; train/dev before filtering under org/.
+for d in org/train org/dev train dev "${test_sets[@]}"; do
+    for f in wav.scp text utt2spk spk2utt utt2num_samples .done; do check -s "dump/raw/${d}/${f}"; done
+done
+check "$("${python}" -c 'import soundfile, sys; print(soundfile.info(sys.argv[1]).samplerate)' \
+    "$(head -n 1 dump/raw/test_librivox/wav.scp | cut -d' ' -f2)")" = 16000
+# Stage 4: LM text.
+check -s dump/raw/lm_train.txt
+# Stage 5: tokens.
+token_dir=data/en_token_list/bpe_unigram${nbpe}
+check -s "${token_dir}/bpe.model"
+check "$(wc -l <"${token_dir}/tokens.txt")" -eq "${nbpe}"
+check "$(head -n 1 "${token_dir}/tokens.txt")" = "<blank>"
+check "$(tail -n 1 "${token_dir}/tokens.txt")" = "<sos/eos>"
+# Stage 10: statistics.
+stats=exp/asr_stats_raw_en_bpe${nbpe}
+for f in train/feats_stats.npz train/speech_shape train/text_shape.bpe valid/speech_shape valid/text_shape.bpe .done; do
+    check -s "${stats}/${f}"
+done
+check "$(head -n 1 "${stats}/train/text_shape.bpe" | awk -F, '{ print $NF }')" = "${nbpe}"
+# Stage 11: model.
+for f in config.yaml valid.acc.ave.pth train.log .done; do check -e "${exp}/${f}"; done
+# Stage 12: one hypothesis per test utterance.
+for d in "${test_sets[@]}"; do
+    check -f "${decode}/${d}/text"
+    check "$(wc -l <"${decode}/${d}/text")" -eq "$(wc -l <"dump/raw/${d}/wav.scp")"
+    for m in wer cer ter; do check -s "${decode}/${d}/score_${m}/result.txt"; done
+done
+# Stage 13: RESULTS.md in ESPnet's format, a numeric row per test set and metric.
+check -s "${exp}/RESULTS.md"
+check "$(grep -c '^|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|$' "${exp}/RESULTS.md")" -eq 3
+check "$(grep -cE '^\|decode_[^|]*/test_[a-z]+(\|[0-9]+(\.[0-9])?){8}\|$' "${exp}/RESULTS.md")" -eq 9
+# Stages 14-15: packed model and report.
+check -s "${exp}/packed.zip"
+check -s "${exp}/report.md"
+check "$("${python}" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["measured"]["rtf"] > 0 and r["parameters"]["total"] > 0)' "${exp}/report.json")" = True
+
+# Re-running stages 2-5 and 10 must find everything up to date and change nothing.
+before=$(cat "${token_dir}/tokens.txt" dump/raw/train/wav.scp "${stats}/train/text_shape.bpe" | md5sum)
+./run.sh "${opts[@]}" --stage 2 --stop_stage 10 >rerun.log 2>&1
+check "$(grep -c 'is up to date' rerun.log)" -ge 9
+check "$(cat "${token_dir}/tokens.txt" dump/raw/train/wav.scp "${stats}/train/text_shape.bpe" | md5sum)" = "${before}"
+
+# A user's own recording: 8 kHz wav, transcribed through the packed zip.
+first_audio=$(head -n 1 data/test_librivox/wav.scp | cut -d' ' -f2)
+sox "${first_audio}" -r 8000 user_clip.wav
+"${python}" local/transcribe.py --model "${exp}/packed.zip" --unpack_dir unpacked \
+    user_clip.wav >transcript.txt
+check "$(cut -f1 transcript.txt)" = user_clip.wav
+check "$(awk -F'\t' '{ print NF }' transcript.txt)" -eq 2
+log "e2e: transcribed: $(cat transcript.txt)"
+
+if [ "${failures}" -gt 0 ]; then
+    log "e2e: ${failures} checks FAILED (work dir ${workdir}; run with --keep true to inspect)"
+    exit 1
+fi
+log "Successfully finished. [elapsed=${SECONDS}s]"
