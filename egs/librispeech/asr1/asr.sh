@@ -29,7 +29,7 @@ die() {
 stage=1                    # first stage to run
 stop_stage=10000           # last stage to run
 nj=4                       # parallel jobs for dumping and collect-stats
-inference_nj=4             # parallel decoding jobs per test set
+inference_nj=4             # parallel decoding jobs (all test sets together)
 ngpu=1                     # GPUs per node for training (0: CPU)
 num_nodes=1                # nodes for training (needs a cluster cmd in cmd.sh)
 gpu_inference=false        # decode on GPU
@@ -220,9 +220,11 @@ stage_done() {
     log "Stage $1 finished [$((SECONDS - $2))s]"
 }
 
-# show_progress LOG PID: stream ESPnet's log lines while PID runs.
+# show_progress LOG PID: stream ESPnet's log lines while PID runs. The
+# launcher first moves an old LOG aside; following by name from its current
+# end shows only the new log, from its first line.
 show_progress() {
-    tail -n +1 -F --pid="$2" "$1" 2>/dev/null |
+    tail -n 0 -F --pid="$2" "$1" 2>/dev/null |
         grep --line-buffered -E '(INFO|WARNING|ERROR|CRITICAL):|Traceback|Error' >&2 || true
 }
 
@@ -380,7 +382,8 @@ collect_stats() {
         die "collect stats failed; see ${logdir}/stats.*.log"
     local inputs=()
     for job in $(seq "${n}"); do inputs+=(--input_dir "${logdir}/stats.${job}"); done
-    ${python} -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${tmp}"
+    ${python} -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${tmp}" \
+        >"${logdir}/aggregate.log" 2>&1 || die "aggregating statistics failed; see ${logdir}/aggregate.log"
     # ESPnet's text shape files carry the vocabulary size after a comma.
     local vocab part
     vocab=$(num_lines "${token_list}")
@@ -529,7 +532,7 @@ fi
 
 # ---------------------------------------------------------------- stage 12
 if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
-    log "Stage 12: decoding (${inference_nj} jobs per set): ${data_feats}/{${test_sets// /,}} -> ${asr_exp}/${inference_tag}"
+    log "Stage 12: decoding (${inference_nj} jobs): ${data_feats}/{${test_sets// /,}} -> ${asr_exp}/${inference_tag}"
     t0=${SECONDS}
     [ -f "${asr_exp}/.done" ] || die "Stage 12: ${asr_exp} is not trained; run stage 11"
     model=${asr_exp}/${inference_asr_model}
@@ -540,50 +543,74 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
         lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
     fi
     if [ "${gpu_inference}" = true ]; then _ngpu=1; else _ngpu=0; fi
+    decode_root=${asr_exp}/${inference_tag}
+    logdir=${decode_root}/logdir
+    todo=()
+    declare -A fps=()
     for dset in "${test_set_list[@]}"; do
         data=${data_feats}/${dset}
-        dir=${asr_exp}/${inference_tag}/${dset}
         [ -f "${data}/.done" ] || die "Stage 12: ${data} is not complete; run stage 3"
-        fp=$(fingerprint "${inference_args}" "${lm_opts[@]}" -- "${inference_config}" \
+        fps[${dset}]=$(fingerprint "${inference_args}" "${lm_opts[@]}" -- "${inference_config}" \
             "${asr_exp}/.done" "${data}/.done" "${lm_exp}/.done")
-        if is_done "${dir}" "${fp}"; then
-            log "Stage 12: ${dir} is up to date"
-            continue
+        if is_done "${decode_root}/${dset}" "${fps[${dset}]}"; then
+            log "Stage 12: ${decode_root}/${dset} is up to date"
+        else
+            todo+=("${dset}")
         fi
-        rm -rf "${dir}.tmp"
-        logdir=${dir}.tmp/logdir
+    done
+    if [ ${#todo[@]} -gt 0 ]; then
+        # One list of every utterance to decode, keys "<set>::<utterance>": a
+        # decoding job spends long loading ESPnet, so a few jobs serve all
+        # sets rather than a few per set.
+        rm -rf "${logdir}"
         mkdir -p "${logdir}"
-        n=$(min "${inference_nj}" "$(num_lines "${data}/${audio_scp}")")
-        split_keys "${data}/${audio_scp}" "${n}" "${logdir}/keys.JOB.scp"
-        log "Stage 12: ${dset}: ${n} jobs, logs in ${dir}/logdir/asr_inference.*.log"
+        for dset in "${todo[@]}"; do
+            awk -v set="${dset}" '{ print set "::" $0 }' "${data_feats}/${dset}/${audio_scp}"
+        done >"${logdir}/all.scp"
+        total=$(num_lines "${logdir}/all.scp")
+        n=$(min "${inference_nj}" "${total}")
+        split_keys "${logdir}/all.scp" "${n}" "${logdir}/keys.JOB.scp"
+        log "Stage 12: ${total} utterances of ${todo[*]}: ${n} jobs, logs in ${logdir}/asr_inference.*.log"
         start=${SECONDS}
         # shellcheck disable=SC2086  # inference_args is a list of options
         OMP_NUM_THREADS=1 ${decode_cmd} JOB=1:"${n}" "${logdir}/asr_inference.JOB.log" \
             ${python} -m espnet_shared_conformer.bin.asr_inference --batch_size 1 --ngpu "${_ngpu}" \
-            --data_path_and_name_and_type "${data}/${audio_scp},speech,${audio_type}" \
+            --data_path_and_name_and_type "${logdir}/all.scp,speech,${audio_type}" \
             --key_file "${logdir}/keys.JOB.scp" \
             --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${model}" \
             "${lm_opts[@]}" --output_dir "${logdir}/output.JOB" \
             --config "${inference_config}" ${inference_args} &
-        wait_with_count $! "${logdir}/asr_inference.*.log" "$(num_lines "${data}/${audio_scp}")" \
-            "Stage 12: ${dset}" || die "decoding failed; see ${logdir}/asr_inference.*.log"
+        wait_with_count $! "${logdir}/asr_inference.*.log" "${total}" "Stage 12" ||
+            die "decoding failed; see ${logdir}/asr_inference.*.log"
         elapsed=$((SECONDS - start))
-        for f in text token token_int score; do
-            for job in $(seq "${n}"); do
-                cat "${logdir}/output.${job}/1best_recog/${f}"
-            done | LC_ALL=C sort -k1,1 >"${dir}.tmp/${f}"
+        for dset in "${todo[@]}"; do
+            data=${data_feats}/${dset}
+            dir=${decode_root}/${dset}
+            rm -rf "${dir}.tmp"
+            mkdir -p "${dir}.tmp"
+            for f in text token token_int score; do
+                for job in $(seq "${n}"); do
+                    cat "${logdir}/output.${job}/1best_recog/${f}"
+                done | awk -v prefix="${dset}::" 'index($0, prefix) == 1 {
+                    print substr($0, length(prefix) + 1) }' | LC_ALL=C sort -k1,1 >"${dir}.tmp/${f}"
+            done
+            # Every utterance must have a hypothesis (possibly empty).
+            missing=$(LC_ALL=C join -v1 <(cut -d' ' -f1 "${data}/${audio_scp}" | LC_ALL=C sort) \
+                <(cut -d' ' -f1 "${dir}.tmp/text") | head -n 1)
+            [ -z "${missing}" ] || die "Stage 12: no hypothesis for ${dset} utterance ${missing}; see ${logdir}"
+            awk -v fs="${fs}" '{ s += $2 } END { printf "%.3f\n", s / fs }' "${data}/utt2num_samples" \
+                >"${dir}.tmp/audio_seconds"
+            replace_dir "${dir}.tmp" "${dir}"
+            mark_done "${dir}" "${fps[${dset}]}"
         done
-        # Every utterance must have a hypothesis (possibly empty).
-        missing=$(LC_ALL=C join -v1 <(cut -d' ' -f1 "${data}/${audio_scp}" | LC_ALL=C sort) \
-            <(cut -d' ' -f1 "${dir}.tmp/text") | head -n 1)
-        [ -z "${missing}" ] || die "Stage 12: no hypothesis for utterance ${missing}; see ${logdir}"
-        # For the real-time factor: wall seconds, jobs, and seconds of audio.
-        awk -v fs="${fs}" '{ s += $2 } END { printf "%.3f\n", s / fs }' "${data}/utt2num_samples" \
-            >"${dir}.tmp/audio_seconds"
-        printf 'wall_seconds %d\njobs %d\n' "${elapsed}" "${n}" >"${dir}.tmp/decode_time"
-        replace_dir "${dir}.tmp" "${dir}"
-        mark_done "${dir}" "${fp}"
-    done
+        # For the real-time factor (stage 15): this run's wall time and audio.
+        {
+            printf 'wall_seconds %d\njobs %d\nsets %s\n' "${elapsed}" "${n}" "${todo[*]}"
+            for dset in "${todo[@]}"; do cat "${decode_root}/${dset}/audio_seconds"; done |
+                awk '{ s += $1 } END { printf "audio_seconds %.3f\n", s }'
+        } >"${decode_root}/decode_time.tmp"
+        mv "${decode_root}/decode_time.tmp" "${decode_root}/decode_time"
+    fi
     stage_done 12 "${t0}"
 fi
 

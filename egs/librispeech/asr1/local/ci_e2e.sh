@@ -58,7 +58,7 @@ test_sets=(test_sentences test_voices test_librivox)
 opts=(
     --python "${python}" --mini_hours "${mini_hours}"
     --asr_config conf/train_asr_debug.yaml --nbpe "${nbpe}"
-    --nj 2 --inference_nj 1 --rtf_utts 3
+    --nj 2 --inference_nj 2 --rtf_utts 3
 )
 
 log "e2e: ./run.sh ${opts[*]} in ${workdir}"
