@@ -250,7 +250,7 @@ token_opts=(
     --non_linguistic_symbols none --cleaner none --g2p none
 )
 
-log "$0 $*"
+log "$0 $(printf '%q ' "$@")"
 
 # ---------------------------------------------------------------- stage 1
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then

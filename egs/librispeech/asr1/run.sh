@@ -50,9 +50,16 @@ case "${corpus}" in
         data_opt mini_root "${mini_root}"
         data_opt mini_hours "${mini_hours}"
         data_opt seed "${seed}"
+        test_sets="test_sentences test_voices test_librivox"
+        # Real 8 kHz prompts, when Debian's asterisk-core-sounds-en(-wav) are
+        # installed (local/data.sh then writes data/test_asterisk).
+        if [ -d /usr/share/asterisk/sounds/en ] &&
+            [ -f /usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz ]; then
+            test_sets+=" test_asterisk"
+        fi
         preset=(
             --train_set train --valid_set dev
-            --test_sets "test_sentences test_voices test_librivox"
+            --test_sets "${test_sets}"
             --asr_config conf/train_asr.yaml --inference_config conf/decode_asr.yaml
             --lm_config conf/train_lm.yaml
             --lm_train_text "data/train/text data/local/other_text/text"
