@@ -1,0 +1,82 @@
+"""The recipe's configs: defaults resolve, the tiny 960 h models keep their budget."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from pipeline_helpers import RECIPE_DIR
+
+CONF = RECIPE_DIR / "conf"
+SHARED_960H = sorted((CONF / "tuning").glob("train_asr_shared_conformer_*_960h.yaml"))
+LEVELS = {"l1_repeat", "l2_share_modules", "l3_tie", "l4_lowrank", "combined"}
+
+
+def load(path):
+    with path.open() as f:
+        return yaml.safe_load(f)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "train_asr.yaml",
+        "train_asr_debug.yaml",
+        "decode_asr.yaml",
+        "train_lm.yaml",
+        "train_asr_960h.yaml",
+        "decode_asr_960h.yaml",
+        "train_lm_960h.yaml",
+    ],
+)
+def test_default_configs_are_symlinks_into_tuning(name):
+    path = CONF / name
+    assert path.is_symlink()
+    assert path.resolve().parent == (CONF / "tuning").resolve()
+    assert isinstance(load(path), dict)
+
+
+def test_one_960h_config_per_sharing_level():
+    names = {
+        p.name[len("train_asr_shared_conformer_") : -len("_960h.yaml")]
+        for p in SHARED_960H
+    }
+    assert names == LEVELS
+
+
+@pytest.mark.parametrize("path", SHARED_960H, ids=lambda p: p.stem)
+def test_tiny_960h_models_stay_within_budget(path):
+    params = pytest.importorskip("espnet_shared_conformer.params")
+    config = load(path)
+    encoder = config["encoder_conf"]
+    assert config["encoder"] == "shared_conformer"
+    assert encoder["num_blocks"] >= 16
+    assert encoder["output_size"] >= 256
+
+    report = params.ParameterReport.from_config(str(path), vocab_size=256)
+
+    assert report.total <= 5_000_000
+    assert report.compression > 5
+
+
+def test_baseline_is_espnets_conformer():
+    config = load(CONF / "tuning" / "train_asr_conformer_960h.yaml")
+    assert config["encoder"] == "conformer"
+    assert (
+        config["encoder_conf"]["num_blocks"],
+        config["encoder_conf"]["output_size"],
+    ) == (12, 512)
+
+
+def test_debug_config_trains_one_epoch():
+    config = load(CONF / "train_asr_debug.yaml")
+    assert config["max_epoch"] == 1
+    assert config["encoder"] == "shared_conformer"
+
+
+@pytest.mark.parametrize("name", ["decode_asr.yaml", "decode_asr_960h.yaml"])
+def test_decoding_is_joint_ctc_attention(name):
+    config = load(CONF / name)
+    assert 0 < config["ctc_weight"] < 1
+    assert config["beam_size"] >= 1
+    if name == "decode_asr.yaml":
+        assert config["beam_size"] <= 5  # small beam for CPU
