@@ -648,6 +648,12 @@ if [ "${stage}" -le 14 ] && [ "${stop_stage}" -ge 14 ]; then
     if [ "${use_lm}" = true ]; then
         pack_opts+=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
     fi
+    for f in "${asr_exp}" "${asr_stats_dir}" "${token_dir}"; do
+        case "${f}" in
+            /*) log "WARNING: ${f} is an absolute path: the zip works on this machine only" \
+                "(ESPnet's unpack rewrites relative paths); use relative --expdir/--datadir" ;;
+        esac
+    done
     rm -f "${asr_exp}/packed.tmp.zip"
     ${python} -m espnet2.bin.pack asr "${pack_opts[@]}" --outpath "${asr_exp}/packed.tmp.zip" >/dev/null
     mv "${asr_exp}/packed.tmp.zip" "${packed_model}"
