@@ -57,7 +57,7 @@ use_lm=false               # train a language model (stages 6-8) and decode with
 lm_config=conf/train_lm.yaml  # LM training config
 lm_args=                   # extra arguments for LM training
 lm_tag=                    # LM experiment tag; empty: made from config and tokens
-lm_train_text=             # LM training text files, space-separated; empty: training set text
+lm_train_text=             # LM training text files, space-separated; empty: the training set's text
 lm_dev_text=               # LM validation text; empty: validation set text
 lm_test_text=              # LM perplexity text; empty: first test set text
 asr_config=conf/train_asr.yaml  # ASR training config
@@ -128,7 +128,8 @@ asr_exp=${expdir}/asr_${asr_tag}
 lm_stats_dir=${expdir}/lm_stats_${lang}_${token_tag}
 [ -n "${lm_tag}" ] || lm_tag=$(basename "${lm_config}" .yaml)_${lang}_${token_tag}
 lm_exp=${expdir}/lm_${lm_tag}
-[ -n "${lm_train_text}" ] || lm_train_text=${data_feats}/${train_set}/text
+# Not the speed-perturbed copies: they would only repeat every sentence.
+[ -n "${lm_train_text}" ] || lm_train_text=${datadir}/${orig_train_set}/text
 [ -n "${lm_dev_text}" ] || lm_dev_text=${data_feats}/${valid_set}/text
 read -r -a test_set_list <<<"${test_sets}"
 [ -n "${lm_test_text}" ] || lm_test_text=${data_feats}/${test_set_list[0]}/text
@@ -329,11 +330,18 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     # The LM's training text: utterance id, then the transcript, from every
     # file of --lm_train_text; lines with only an id are dropped.
     read -r -a lm_texts <<<"${lm_train_text}"
+    missing_lm_text=
     for f in "${lm_texts[@]}"; do
-        [ -f "${f}" ] || die "Stage 4: no LM training text ${f}"
+        [ -f "${f}" ] || missing_lm_text=${f}
     done
-    awk 'NF > 1' "${lm_texts[@]}" >"${data_feats}/lm_train.txt.tmp"
-    mv "${data_feats}/lm_train.txt.tmp" "${data_feats}/lm_train.txt"
+    if [ -z "${missing_lm_text}" ]; then
+        awk 'NF > 1' "${lm_texts[@]}" >"${data_feats}/lm_train.txt.tmp"
+        mv "${data_feats}/lm_train.txt.tmp" "${data_feats}/lm_train.txt"
+    elif [ "${use_lm}" = true ]; then
+        die "Stage 4: no LM training text ${missing_lm_text} (see --lm_train_text)"
+    else
+        log "Stage 4: no ${missing_lm_text}: LM text skipped (--use_lm false)"
+    fi
     stage_done 4 "${t0}"
 fi
 
