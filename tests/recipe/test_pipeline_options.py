@@ -159,3 +159,12 @@ def test_run_job_reports_failed_jobs(tmp_path):
     assert "1 of 2 jobs failed" in result.stderr
     assert str(tmp_path / "l.2") in result.stderr
     assert "# Ended (code 1)" in (tmp_path / "l.2").read_text()
+
+
+def test_run_job_refuses_multi_node(tmp_path):
+    # ESPnet's launcher asks the cmd for --num_nodes N; this runner has one machine.
+    result = run([RUN_JOB, "--gpu", "1", "--num_nodes", "2", tmp_path / "log", "true"])
+
+    assert result.returncode == 2
+    assert "cmd.sh" in result.stderr
+    assert not (tmp_path / "log").exists()

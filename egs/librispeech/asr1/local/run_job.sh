@@ -18,7 +18,15 @@ set -euo pipefail
 max_jobs_run=0
 while [ $# -gt 0 ]; do
     case "$1" in
-        --gpu|--num_threads|--mem|--name|--num_nodes|--config)
+        --num_nodes)
+            [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
+            if [ "$2" -gt 1 ]; then
+                echo "$0: runs jobs on this machine only; --num_nodes $2 needs a cluster" \
+                    "scheduler script (Kaldi's slurm.pl or queue.pl) in cmd.sh" >&2
+                exit 2
+            fi
+            shift 2 ;;
+        --gpu|--num_threads|--mem|--name|--config)
             [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
             shift 2 ;;
         --max_jobs_run)
