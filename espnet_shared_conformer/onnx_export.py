@@ -1,0 +1,438 @@
+"""Export the encoder and the CTC head to ONNX, with shared weights stored once.
+
+The graph maps features to CTC log-posteriors::
+
+    feats (B, T, F) float32, feats_lengths (B,) int64
+        -> log_probs (B, T', V) float32, out_lengths (B,) int64
+
+with the batch and time axes dynamic. ``feats`` are the encoder's input, i.e.
+the output of ESPnet's frontend (filterbanks); a ``global_mvn`` normalization
+is included in the graph when given (its statistics are two small tensors),
+any other normalization runs before the graph. Without a CTC head the graph
+returns the encoder output ``(B, T', d)`` instead of ``log_probs``.
+
+Choices, and why:
+
+- **TorchScript exporter** (``torch.onnx.export(..., dynamo=False)``): torch
+  2.11's default dynamo exporter needs ``onnxscript``, and it cannot trace the
+  Python-side shape checks of ESPnet's layers without rewriting them; the
+  TorchScript exporter traces them as they are, and dynamic axes work because
+  every shape in the forward pass is read from tensors.
+- **Positions computed in the graph**: ESPnet keeps its sinusoidal positional
+  encodings as a plain tensor of ``max_pos_emb_len`` (5000) positions, which a
+  trace would store as a constant bigger than a tiny model's weights, and fix
+  the longest input. The exported copy computes the same sinusoids from the
+  input length instead.
+- **Initializers deduplicated by content**: after constant folding, a weight
+  used from several places (a repeated block, a shared module or factor) can
+  be stored once per use; :func:`deduplicate_initializers` keeps one copy of
+  each distinct tensor, so the file grows with unique parameters, not with the
+  virtual depth.
+- **Padding mask from the lengths**: built with tensor operations, because
+  ESPnet's ``make_pad_mask`` takes ``max(lengths)`` as a Python number, which
+  a trace would freeze.
+
+Usage::
+
+    python -m espnet_shared_conformer.onnx_export --config exp/asr/config.yaml \\
+        --model exp/asr/valid.acc.ave.pth --out exp/asr/encoder_ctc.onnx
+
+prints the file size, the unique parameters' fp32 bytes and the largest
+difference to PyTorch on two random inputs of different lengths.
+"""
+
+import argparse
+import copy
+import hashlib
+import io
+import math
+import os
+import sys
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "EncoderCTC",
+    "check_onnx",
+    "compact_names",
+    "deduplicate_initializers",
+    "export_onnx",
+    "main",
+    "unique_parameter_bytes",
+]
+
+INPUT_NAMES = ("feats", "feats_lengths")
+
+
+class _InGraphPositions(nn.Module):
+    """ESPnet's sinusoidal positional encoding, computed from the input length.
+
+    Replaces ``PositionalEncoding``, ``ScaledPositionalEncoding``,
+    ``LegacyRelPositionalEncoding`` and ``RelPositionalEncoding`` (in eval
+    mode: no dropout) with the same numbers, without a stored table.
+    """
+
+    KINDS = {
+        "PositionalEncoding": "abs",
+        "ScaledPositionalEncoding": "scaled",
+        "LegacyRelPositionalEncoding": "legacy_rel",
+        "RelPositionalEncoding": "rel",
+    }
+
+    def __init__(self, original: nn.Module) -> None:
+        super().__init__()
+        self.kind = self.KINDS[type(original).__name__]
+        self.d_model = original.d_model
+        self.xscale = original.xscale
+        if self.kind == "scaled":
+            self.alpha = original.alpha
+        # The legacy relative encoding counts down from its table's length.
+        self.table_len = original.pe.size(1) if self.kind == "legacy_rel" else 0
+        div_term = torch.exp(
+            torch.arange(0, self.d_model, 2, dtype=torch.float32)
+            * -(math.log(10000.0) / self.d_model)
+        )
+        self.register_buffer("div_term", div_term, persistent=False)
+
+    def _encode(self, positions: torch.Tensor) -> torch.Tensor:
+        """(P,) positions -> (1, P, d): sin on even, cos on odd channels."""
+        angles = positions[:, None] * self.div_term[None, :]  # (P, d/2)
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (P, d/2, 2)
+        return pe.reshape(1, -1, self.d_model)
+
+    def forward(self, x: torch.Tensor):
+        # 0, 1, ..., T-1 from the data, so the trace keeps T dynamic.
+        steps = torch.ones_like(x[0, :, 0]).cumsum(0) - 1  # (T,)
+        if self.kind == "abs":
+            return x * self.xscale + self._encode(steps)
+        if self.kind == "scaled":
+            return x + self.alpha * self._encode(steps)
+        if self.kind == "legacy_rel":
+            return x * self.xscale, self._encode((self.table_len - 1) - steps)
+        # Relative positions T-1, ..., 1, 0, -1, ..., -(T-1): (1, 2T-1, d).
+        positions = torch.cat((steps[-1] - steps, -steps[1:]))
+        return x * self.xscale, self._encode(positions)
+
+
+def _replace_positions(module: nn.Module) -> int:
+    """Swap every ESPnet sinusoidal encoding under ``module``; return how many."""
+    swapped = 0
+    for name, child in list(module.named_children()):
+        if type(child).__name__ in _InGraphPositions.KINDS:
+            setattr(module, name, _InGraphPositions(child))
+            swapped += 1
+        else:
+            swapped += _replace_positions(child)
+    return swapped
+
+
+class EncoderCTC(nn.Module):
+    """Features -> CTC log-posteriors (or encoder output): the exported graph.
+
+    Holds a deep copy of the encoder (eval mode, positions computed in the
+    graph), the CTC head's output layer and, optionally, ``global_mvn``.
+
+    Args:
+        encoder: An ESPnet encoder (``SharedConformerEncoder`` or ESPnet's
+            ``ConformerEncoder``, possibly quantized).
+        ctc: ESPnet's ``CTC`` module, or None to return the encoder output.
+        normalize: ESPnet's ``GlobalMVN``, or None.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        ctc: Optional[nn.Module] = None,
+        normalize: Optional[nn.Module] = None,
+    ) -> None:
+        super().__init__()
+        if normalize is not None and type(normalize).__name__ != "GlobalMVN":
+            raise ValueError(
+                f"normalize ({type(normalize).__name__}) cannot go into the graph: "
+                "only global_mvn can; normalize the features before the graph"
+            )
+        self.encoder = copy.deepcopy(encoder).eval()
+        _replace_positions(self.encoder)
+        self.ctc_lo = copy.deepcopy(ctc.ctc_lo) if ctc is not None else None
+        self.normalize = copy.deepcopy(normalize) if normalize is not None else None
+        self.eval()
+
+    def forward(
+        self, feats: torch.Tensor, feats_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """feats (B, T, F), feats_lengths (B,) -> (B, T', V or d), (B,)."""
+        time = torch.ones_like(feats[0, :, 0]).cumsum(0) - 1  # (T,)
+        pad = time[None, :] >= feats_lengths[:, None].to(time.dtype)  # (B, T)
+        if self.normalize is not None:
+            if self.normalize.norm_means:
+                feats = feats - self.normalize.mean.to(feats.dtype)
+            feats = feats.masked_fill(pad[:, :, None], 0.0)
+            if self.normalize.norm_vars:
+                feats = feats / self.normalize.std.to(feats.dtype)
+        out, out_lengths, _ = self.encoder(feats, feats_lengths, masks=pad)
+        if isinstance(out, tuple):  # intermediate CTC outputs: keep the last
+            out = out[0]
+        if self.ctc_lo is not None:
+            out = torch.log_softmax(self.ctc_lo(out), dim=-1)
+        return out, out_lengths
+
+
+def deduplicate_initializers(model) -> int:
+    """Keep one initializer per distinct tensor content; return how many went.
+
+    ``model`` is an ``onnx.ModelProto``, changed in place: nodes that read a
+    duplicate read the kept copy instead.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    kept: Dict[Tuple, str] = {}
+    rename: Dict[str, str] = {}
+    survivors = []
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init)
+        digest = hashlib.sha256(array.tobytes()).hexdigest()
+        key = (init.data_type, tuple(init.dims), digest)
+        if key in kept:
+            rename[init.name] = kept[key]
+        else:
+            kept[key] = init.name
+            survivors.append(init)
+    if not rename:
+        return 0
+    del graph.initializer[:]
+    graph.initializer.extend(survivors)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    return len(rename)
+
+
+def compact_names(model) -> None:
+    """Drop node names and shorten intermediate tensor names, in place.
+
+    The traced graph is unrolled over the virtual layers and names every node
+    and value by its module path ("/encoder/encoders.0/self_attn/MatMul_3"):
+    for a tiny model those names outweigh the weights. Graph inputs, outputs
+    and initializers keep their names.
+    """
+    graph = model.graph
+    outputs = {v.name for v in graph.output}
+    keep = {v.name for v in graph.input} | outputs
+    keep |= {init.name for init in graph.initializer}
+    rename: Dict[str, str] = {}
+    # The exporter reads a weight used from several places through Identity
+    # nodes; read the initializer directly (ONNX Runtime's int8 quantizer only
+    # quantizes a MatMul whose weight is an initializer).
+    initializers = {init.name for init in graph.initializer}
+    identities = [
+        n
+        for n in graph.node
+        if n.op_type == "Identity"
+        and n.input[0] in initializers
+        and n.output[0] not in outputs
+    ]
+    for node in identities:
+        rename[node.output[0]] = node.input[0]
+        graph.node.remove(node)
+    for node in graph.node:  # topologically sorted: uses follow definitions
+        node.name = ""
+        node.doc_string = ""
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+        for i, name in enumerate(node.output):
+            if name and name not in keep:
+                rename[name] = node.output[i] = f"t{len(rename):x}"
+    del graph.value_info[:]
+
+
+def export_onnx(
+    encoder: nn.Module,
+    path: str,
+    ctc: Optional[nn.Module] = None,
+    normalize: Optional[nn.Module] = None,
+    opset: int = 17,
+    example_frames: int = 64,
+) -> int:
+    """Export features -> CTC log-posteriors (see :class:`EncoderCTC`) to ``path``.
+
+    Batch and time are dynamic; the graph is traced on a random batch of
+    ``example_frames`` frames. Initializers are deduplicated by content and
+    internal names shortened (:func:`compact_names`).
+
+    Returns:
+        The number of duplicate initializers removed.
+    """
+    import onnx
+
+    wrapper = EncoderCTC(encoder, ctc, normalize)
+    input_size = _input_size(encoder)
+    feats = torch.randn(1, example_frames, input_size)
+    lengths = torch.tensor([example_frames], dtype=torch.long)
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracing warns about every Python-side shape check in ESPnet's layers.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (feats, lengths),
+            buffer,
+            input_names=list(INPUT_NAMES),
+            output_names=[
+                "log_probs" if ctc is not None else "encoder_out",
+                "out_lengths",
+            ],
+            dynamic_axes={
+                "feats": {0: "batch", 1: "frames"},
+                "feats_lengths": {0: "batch"},
+                "log_probs" if ctc is not None else "encoder_out": {
+                    0: "batch",
+                    1: "out_frames",
+                },
+                "out_lengths": {0: "batch"},
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    removed = deduplicate_initializers(model)
+    compact_names(model)
+    onnx.checker.check_model(model)
+    tmp = f"{path}.tmp"
+    onnx.save(model, tmp)
+    os.replace(tmp, path)
+    return removed
+
+
+def _input_size(encoder: nn.Module) -> int:
+    options = getattr(encoder, "build_options", None)
+    if options is not None:
+        return int(options["input_size"])
+    first = next(
+        m for m in encoder.embed.modules() if isinstance(m, (nn.Linear, nn.Conv2d))
+    )
+    if isinstance(first, nn.Linear):
+        return first.in_features
+    # Conv2dSubsampling: the frequency axis shrinks through the convs to the
+    # linear layer's input; invert that is not unique, so require options.
+    raise ValueError(
+        "cannot tell the input size of this encoder: pass a SharedConformerEncoder "
+        "(which keeps build_options)"
+    )
+
+
+def check_onnx(
+    path: str,
+    wrapper: nn.Module,
+    lengths: Sequence[Sequence[int]] = ((50, 37), (131, 90)),
+    seed: int = 0,
+    threads: int = 1,
+) -> float:
+    """Largest absolute difference between onnxruntime and ``wrapper``.
+
+    Runs one random padded batch per entry of ``lengths`` (batches of
+    different lengths check the dynamic axes); output lengths must match
+    exactly, outputs are compared on the real frames.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    input_size = session.get_inputs()[0].shape[2]
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for batch_lengths in lengths:
+        lens = torch.tensor(batch_lengths, dtype=torch.long)
+        feats = torch.randn(len(lens), int(lens.max()), input_size, generator=g)
+        feats = feats * (
+            torch.arange(feats.size(1))[None, :, None] < lens[:, None, None]
+        )
+        with torch.no_grad():
+            expected, expected_lengths = wrapper(feats, lens)
+        got, got_lengths = session.run(
+            None, {"feats": feats.numpy(), "feats_lengths": lens.numpy()}
+        )
+        if (
+            got.shape != tuple(expected.shape)
+            or not (got_lengths == expected_lengths.numpy()).all()
+        ):
+            raise AssertionError(
+                f"onnxruntime gives shape {got.shape}, lengths {got_lengths.tolist()}; "
+                f"PyTorch {tuple(expected.shape)}, {expected_lengths.tolist()}"
+            )
+        for b, n in enumerate(expected_lengths.tolist()):
+            diff = (torch.from_numpy(got[b, :n]) - expected[b, :n]).abs().max()
+            worst = max(worst, float(diff))
+    return worst
+
+
+def unique_parameter_bytes(modules: List[nn.Module]) -> int:
+    """fp32 bytes of the unique parameters of ``modules`` (shared ones once)."""
+    seen = {}
+    for module in modules:
+        for p in module.parameters():
+            seen[id(p)] = p.numel()
+    return 4 * sum(seen.values())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m espnet_shared_conformer.onnx_export",
+        description="Export an ESPnet ASR model's encoder and CTC head "
+        "(features -> CTC log-posteriors) to ONNX, with dynamic batch and time "
+        "axes and shared weights stored once; check it against PyTorch.",
+    )
+    parser.add_argument("--config", required=True, help="ASR config.yaml")
+    parser.add_argument("--model", required=True, help="model weights (.pth)")
+    parser.add_argument("--out", required=True, help="ONNX file to write")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument(
+        "--no_ctc", action="store_true", help="export the encoder output instead"
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-3, help="largest difference accepted"
+    )
+    args = parser.parse_args(argv)
+
+    from espnet2.tasks.asr import ASRTask
+
+    from espnet_shared_conformer._registry import register
+
+    register()
+    model = ASRTask.build_model_from_file(args.config, args.model, "cpu")[0].eval()
+    ctc = None if args.no_ctc else model.ctc
+    normalize = getattr(model, "normalize", None)
+    if normalize is not None and type(normalize).__name__ != "GlobalMVN":
+        print(
+            f"note: {type(normalize).__name__} is not in the graph; feed it "
+            "normalized features",
+            file=sys.stderr,
+        )
+        normalize = None
+    removed = export_onnx(model.encoder, args.out, ctc, normalize, args.opset)
+    wrapper = EncoderCTC(model.encoder, ctc, normalize)
+    diff = check_onnx(args.out, wrapper)
+    parts = [model.encoder] + ([model.ctc] if ctc is not None else [])
+    size = os.path.getsize(args.out)
+    unique = unique_parameter_bytes(parts)
+    print(
+        f"wrote {args.out}: {size:,} bytes; unique parameters at fp32 {unique:,} bytes "
+        f"({size / unique:.2f}x); {removed} duplicate initializers removed; largest "
+        f"difference to PyTorch {diff:.2e}"
+    )
+    if diff > args.tolerance:
+        print(f"error: difference {diff:.2e} above {args.tolerance}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
