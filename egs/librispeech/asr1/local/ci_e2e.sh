@@ -56,7 +56,7 @@ exp=exp/asr_${asr_tag}
 decode=${exp}/decode_asr_asr_model_valid.acc.ave
 test_sets=(test_sentences test_voices test_librivox)
 opts=(
-    --python "${python}" --mini_hours "${mini_hours}"
+    --python "${python}" --mini_hours "${mini_hours}" --test_sets "${test_sets[*]}"
     --asr_config conf/train_asr_debug.yaml --nbpe "${nbpe}"
     --nj 2 --inference_nj 2 --rtf_utts 3
 )
