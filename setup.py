@@ -29,7 +29,11 @@ setup(
         "editdistance",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=7"], "dev": ["ruff"]},
+    extras_require={
+        "test": ["pytest>=7", "onnx", "onnxruntime"],
+        "onnx": ["onnx", "onnxruntime"],
+        "dev": ["ruff"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Multimedia :: Sound/Audio :: Speech",

@@ -118,7 +118,13 @@ class LowRankLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.b(self.a(x))
+        h = self.a(x)  # (..., r)
+        b = resolve(self.b)
+        if type(b) is nn.Linear:
+            # One addmm instead of a matmul and a separate bias add.
+            return F.linear(h, b.weight, self.bias)
+        # A swapped-in module (e.g. dynamically quantized) applies itself.
+        y = b(h)
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
