@@ -19,6 +19,7 @@ utterance succeeded: an error (naming the file and line) leaves any previous
 import argparse
 import contextlib
 import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -102,6 +103,11 @@ class _Job:
         return index, utt, len(samples), None
 
 
+def _init_worker() -> None:
+    # One thread per worker: the parallelism is across utterances.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
 def _relative_audio_path(index: int, utt: str, audio_format: str) -> str:
     return f"data/part{index // UTTS_PER_PART + 1}/{utt}.{audio_format}"
 
@@ -145,11 +151,6 @@ def dump(args: argparse.Namespace) -> None:
 def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> None:
     job = _Job(args, tmp_dir)
     if args.feats_type == "fbank":
-        # Import torch once here: forked workers then share it.
-        import torch
-        import torchaudio.compliance.kaldi  # noqa: F401
-
-        torch.set_num_threads(1)
         (tmp_dir / "data").mkdir()
     items = [(i, utt, data.audio[utt]) for i, utt in enumerate(utts)]
     progress = _Progress(f"{args.in_dir} -> {out_dir}", len(items))
@@ -161,8 +162,12 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
     nj = max(1, min(args.nj, len(items)))
     with contextlib.ExitStack() as stack:
         if nj > 1:
-            context = multiprocessing.get_context("fork")
-            pool = stack.enter_context(context.Pool(nj))
+            # Forking is fast, but forking a process in which torch already
+            # runs threads (a caller imported it) can deadlock; then start
+            # the workers from a clean server process instead.
+            method = "forkserver" if "torch" in sys.modules else "fork"
+            context = multiprocessing.get_context(method)
+            pool = stack.enter_context(context.Pool(nj, initializer=_init_worker))
             results = pool.imap(job, items, chunksize=8)
         else:
             results = map(job, items)
