@@ -3,7 +3,7 @@
 # corpus with the one-epoch debug config, in a scratch copy of the recipe,
 # then assertions on what each stage must have produced, a re-run that must
 # change nothing, and a user-style transcription of a wav file through the
-# packed model. Takes about 10 minutes on two busy CPU cores.
+# packed model. Takes 6-10 minutes on two CPU cores (more when others load them).
 #
 #   local/ci_e2e.sh [--workdir DIR] [--keep true] [--mini_hours 0.1] [--python PY]
 set -euo pipefail
@@ -59,6 +59,9 @@ opts=(
     --python "${python}" --mini_hours "${mini_hours}" --test_sets "${test_sets[*]}"
     --asr_config conf/train_asr_debug.yaml --nbpe "${nbpe}"
     --nj 2 --inference_nj 2 --rtf_utts 3
+    # A one-epoch model babbles until the length limit: a short limit and a
+    # small beam keep decoding quick; the pipeline is what is under test.
+    --inference_args "--beam_size 2 --maxlenratio 0.3"
 )
 
 log "e2e: ./run.sh ${opts[*]} in ${workdir}"
