@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from pipeline_helpers import RECIPE_DIR, run
@@ -168,3 +173,40 @@ def test_run_job_refuses_multi_node(tmp_path):
     assert result.returncode == 2
     assert "cmd.sh" in result.stderr
     assert not (tmp_path / "log").exists()
+
+
+def test_killing_run_job_stops_its_commands(tmp_path):
+    # A scheduler or asr.sh's own clean-up sends SIGTERM to the runner alone;
+    # the commands it started must not outlive it.
+    script = 'echo $$ > "$0"; exec sleep 60'
+    proc = subprocess.Popen(
+        [
+            str(RUN_JOB),
+            "JOB=1:2",
+            str(tmp_path / "log.JOB"),
+            "bash",
+            "-c",
+            script,
+            str(tmp_path / "pid.JOB"),
+        ],
+        start_new_session=True,
+    )
+    pid_files = [tmp_path / "pid.1", tmp_path / "pid.2"]
+    deadline = time.monotonic() + 20
+    while not all(p.exists() and p.read_text().strip() for p in pid_files):
+        assert time.monotonic() < deadline, "jobs did not start"
+        time.sleep(0.1)
+
+    proc.terminate()
+
+    assert proc.wait(timeout=20) != 0
+    survivors = []
+    for p in pid_files:
+        pid = int(p.read_text())
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            survivors.append(pid)
+            os.kill(pid, signal.SIGKILL)
+    assert not survivors

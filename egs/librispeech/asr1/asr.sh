@@ -221,12 +221,19 @@ stage_done() {
     log "Stage $1 finished [$((SECONDS - $2))s]"
 }
 
-# show_progress LOG PID: stream ESPnet's log lines while PID runs. The
-# launcher first moves an old LOG aside; following by name from its current
-# end shows only the new log, from its first line.
-show_progress() {
-    tail -n 0 -F --pid="$2" "$1" 2>/dev/null |
-        grep --line-buffered -E '(INFO|WARNING|ERROR|CRITICAL):|Traceback|Error' >&2 || true
+# wait_with_log PID LOG: wait for PID (ESPnet's launcher), streaming the
+# log lines of LOG meanwhile; return PID's exit status. The launcher first
+# moves an old LOG aside; following by name from its current end shows only
+# the new log, from its first line. The streaming runs in the background so
+# that the shell sits in `wait`, where Ctrl-C reaches its trap at once.
+wait_with_log() {
+    local pid=$1 log=$2 progress status=0
+    tail -n 0 -F --pid="${pid}" "${log}" 2>/dev/null |
+        grep --line-buffered -E '(INFO|WARNING|ERROR|CRITICAL):|Traceback|Error' >&2 &
+    progress=$!
+    wait "${pid}" || status=$?
+    wait "${progress}" || true
+    return "${status}"
 }
 
 # wait_with_count PID LOGGLOB TOTAL LABEL: wait for PID, logging every 15 s
@@ -244,6 +251,29 @@ wait_with_count() {
     done
     wait "${pid}"
 }
+
+# kill_tree PID...: terminate the processes and everything they started.
+kill_tree() {
+    local pid child
+    for pid in "$@"; do
+        for child in $(ps -o pid= --ppid "${pid}" 2>/dev/null); do
+            kill_tree "${child}"
+        done
+        kill -TERM "${pid}" 2>/dev/null || true
+    done
+}
+
+# Training and decoding run in the background while this shell waits; when
+# the run is stopped (Ctrl-C, kill), stop them too rather than leave them
+# running on their own.
+on_signal() {
+    trap - INT TERM
+    log "Interrupted: stopping running jobs"
+    # shellcheck disable=SC2046  # one PID per word
+    kill_tree $(jobs -p)
+    exit 130
+}
+trap on_signal INT TERM
 
 # token_opts: the tokenizer options every ESPnet binary here needs.
 token_opts=(
@@ -440,9 +470,7 @@ if [ "${use_lm}" = true ]; then
                 --valid_shape_file "${lm_stats_dir}/valid/text_shape.${token_type}" \
                 --fold_length "${text_fold_length}" --resume true \
                 --output_dir "${lm_exp}" --config "${lm_config}" ${lm_args} &
-            pid=$!
-            show_progress "${lm_exp}/train.log" "${pid}"
-            wait "${pid}" || die "LM training failed; see ${lm_exp}/train.log"
+            wait_with_log $! "${lm_exp}/train.log" || die "LM training failed; see ${lm_exp}/train.log"
             [ -e "${lm_exp}/${inference_lm}" ] || die "LM training wrote no ${lm_exp}/${inference_lm}"
             mark_done "${lm_exp}" "${fp}"
         fi
@@ -529,9 +557,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
             "${frontend_opts[@]}" --normalize global_mvn \
             --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz" \
             ${asr_args} &
-        pid=$!
-        show_progress "${asr_exp}/train.log" "${pid}"
-        wait "${pid}" || die "ASR training failed; see ${asr_exp}/train.log"
+        wait_with_log $! "${asr_exp}/train.log" || die "ASR training failed; see ${asr_exp}/train.log"
         [ -e "${asr_exp}/${inference_asr_model}" ] || die "training wrote no ${asr_exp}/${inference_asr_model}"
         mark_done "${asr_exp}" "${fp}"
     fi

@@ -85,7 +85,18 @@ run_one() {
     return "${rc}"
 }
 
+# Each job gets its own process group (job control on), so that stopping this
+# runner (Ctrl-C, kill) stops every job together with the command it runs;
+# otherwise a killed runner would leave its commands running.
+set -m
 pids=()
+stop_jobs() {
+    trap - INT TERM
+    local pid
+    for pid in "${pids[@]}"; do kill -TERM -- "-${pid}" 2>/dev/null || true; done
+    exit 130
+}
+trap stop_jobs INT TERM
 for ((n = first; n <= last; n++)); do
     if [ "${max_jobs_run}" -gt 0 ]; then
         while [ "$(jobs -rp | wc -l)" -ge "${max_jobs_run}" ]; do
