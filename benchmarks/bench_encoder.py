@@ -931,6 +931,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"\nload average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} "
         f"after, on {machine['nproc']} CPUs; {elapsed:.0f} s"
     )
+    timings = (
+        results["forward_seconds"],
+        results["forward_backward_seconds"],
+        shared["forward_seconds"],
+    )
+    others = statistics.median(
+        v for t in timings for samples in t["others"].values() for v in samples
+    )
+    if not others < args.quiet_cores:
+        print(
+            f"WARNING: other processes kept a median {others:.2f} cores busy during "
+            f"the timed calls: wall times are inflated and the ratios noisy"
+            + (
+                " (worst with several threads: each parallel op waits for all "
+                "of them; --threads 1 is steadier)"
+                if setting.threads > 1
+                else ""
+            )
+        )
     if args.json:
         report = {
             "machine": machine,
