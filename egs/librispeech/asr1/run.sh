@@ -23,6 +23,7 @@ download_subsets="train-clean-100 train-clean-360 train-other-500 dev-clean dev-
 mini_root=downloads/mini_librispeech_synth  # where the mini corpus is synthesized
 mini_hours=2.0             # hours of synthesized training speech (mini)
 seed=1                     # seed of the mini corpus
+librivox_dir=/usr/share/pocketsphinx/test/data/librivox  # real LibriVox clips for test_librivox (mini)
 asterisk_dir=/usr/share/asterisk/sounds/en  # real 8 kHz prompts for test_asterisk (mini; skipped when absent)
 asterisk_transcripts=/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz  # their transcripts
 # <<< options
@@ -52,6 +53,7 @@ case "${corpus}" in
         data_opt mini_root "${mini_root}"
         data_opt mini_hours "${mini_hours}"
         data_opt seed "${seed}"
+        data_opt librivox_dir "${librivox_dir}"
         data_opt asterisk_dir "${asterisk_dir}"
         data_opt asterisk_transcripts "${asterisk_transcripts}"
         test_sets="test_sentences test_voices test_librivox"
