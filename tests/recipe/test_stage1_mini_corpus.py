@@ -190,6 +190,36 @@ def test_layout_is_librispeech_and_audio_is_16k(tiny_corpora) -> None:
     assert "test-voices-synth" in (root / "README.TXT").read_text()
 
 
+def test_no_digital_silence_and_noise_at_the_planned_snr(tiny_corpora) -> None:
+    """Every file carries background noise: no run of exact zeros (which
+    synthesizers write and microphones never record) and a noise floor in
+    the planned speech-to-noise range."""
+    import numpy as np
+
+    files = sorted(tiny_corpora[0].rglob("*.flac"))
+    for flac in files:
+        samples, _ = soundfile.read(str(flac), dtype="int16")
+        assert (samples == 0).mean() < 0.02, flac
+    lead = [soundfile.read(str(f), dtype="float64")[0][:800] for f in files]
+    assert min(np.sqrt(np.mean(x**2)) for x in lead) > 1e-5
+
+
+def test_add_noise_hits_the_snr_and_is_seeded() -> None:
+    import numpy as np
+
+    t = np.arange(16000) / 16000
+    speech = np.zeros(24000, dtype=np.int16)
+    speech[4000:20000] = (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+    for tilt in (0.0, 0.9):
+        noisy = mini.add_noise(speech, 30.0, tilt, seed=7)
+        noise = noisy.astype(np.float64) - speech
+        voiced = speech[speech != 0].astype(np.float64)
+        snr = 10 * np.log10(np.mean(voiced**2) / np.mean(noise**2))
+        assert abs(snr - 30.0) < 0.5
+        assert np.array_equal(noisy, mini.add_noise(speech, 30.0, tilt, seed=7))
+        assert not np.array_equal(noisy, mini.add_noise(speech, 30.0, tilt, seed=8))
+
+
 def test_corpus_reads_with_the_librispeech_prep(tiny_corpora, tmp_path: Path) -> None:
     root = tiny_corpora[0]
     texts = {}
@@ -252,7 +282,19 @@ def test_synthesis_failure_names_the_utterance(tmp_path: Path) -> None:
         "101", mini.Voice("espeak-ng", "xx-no-such-voice", "M"), 50.0, 1.0, -3.0, False
     )
     sentence = mini.Sentence("It was a fine day.", "IT WAS A FINE DAY", "book:2")
-    job = mini.Job("train-synth", bad, "1101", "101-1101-0000", sentence, 1.0, 0.1, 0.1)
+    job = mini.Job(
+        "train-synth",
+        bad,
+        "1101",
+        "101-1101-0000",
+        sentence,
+        1.0,
+        0.1,
+        0.1,
+        30.0,
+        0.5,
+        1,
+    )
     out = tmp_path / "101-1101-0000.flac"
     with pytest.raises(
         StageError, match=r"espeak-ng failed for 101-1101-0000 \('It was a fine day.'\)"

@@ -25,7 +25,9 @@ because the real LibriVox test clips (test_librivox) read it.
 Voices: Debian flite (kal, kal16, awb, slt for training; rms held out) and
 espeak-ng English accents with voice variants; each speaker gets its own
 pitch, speaking rate and level, drawn from ``--seed``; each utterance its own
-small rate jitter and leading/trailing silence.  Every file is written as
+small rate jitter, leading/trailing silence and a stationary background noise
+(``NOISE_SNR_DB``, white to dark), so that no file holds the digital silence
+no microphone records.  Every file is written as
 16 kHz 16-bit mono flac, as LibriSpeech is: flite's kal voice (8 kHz) and
 espeak-ng (22.05 kHz) are resampled here by sox, so later stages see one rate.
 
@@ -89,7 +91,10 @@ __all__ = [
 ]
 
 # Bump when the same parameters would give a different corpus.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: background noise under every utterance
+
+#: Range of each utterance's speech-to-noise ratio (dB), drawn uniformly.
+NOISE_SNR_DB = (20.0, 40.0)
 
 AUSTEN_BOOKS = (
     "sensesensibility",
@@ -155,6 +160,9 @@ class Job:
     speed: float  # speaker speed x per-utterance jitter
     pad_begin: float  # seconds of silence
     pad_end: float
+    noise_snr: float  # dB of speech over the background noise
+    noise_tilt: float  # 0: white noise; towards 1: darker (more low frequencies)
+    noise_seed: int
 
     @property
     def relpath(self) -> str:
@@ -423,6 +431,9 @@ def plan_corpus(
             speed = round(speaker.speed * rng.uniform(0.94, 1.06), 3)
             pad_begin = round(rng.uniform(0.05, 0.35), 2)
             pad_end = round(rng.uniform(0.05, 0.35), 2)
+            noise_snr = round(rng.uniform(*NOISE_SNR_DB), 1)
+            noise_tilt = round(rng.uniform(0.0, 0.95), 2)
+            noise_seed = rng.getrandbits(32)
             chapter = f"{_SUBSET_CODE[subset]}{speaker.id}"
             number = counters.get(speaker.id, 0)
             counters[speaker.id] = number + 1
@@ -438,6 +449,9 @@ def plan_corpus(
                     speed,
                     pad_begin,
                     pad_end,
+                    noise_snr,
+                    noise_tilt,
+                    noise_seed,
                 )
             )
             total += _estimate_seconds(sentence, speed, pad_begin + pad_end)
@@ -485,6 +499,29 @@ def _synth_command(job: Job, wav: Path) -> list[str]:
     ]
 
 
+def add_noise(samples, snr_db: float, tilt: float, seed: int):
+    """``samples`` (int16) plus stationary background noise, ``snr_db`` below
+    the speech's power; the noise is white noise through a one-pole low-pass
+    (pole ``tilt``), so its colour ranges from hiss to rumble.
+
+    Synthesizers write exact digital silence, which no microphone records:
+    its log-mel features sit far below anything real (and dominate the
+    feature statistics), so a model trained on it meets real audio unprepared.
+    """
+    import numpy as np
+    from scipy.signal import lfilter
+
+    x = samples.astype(np.float64)
+    voiced = x[np.abs(x) > 0]
+    if voiced.size == 0:
+        return samples
+    noise = lfilter(
+        [1.0], [1.0, -tilt], np.random.default_rng(seed).standard_normal(x.size)
+    )
+    noise *= np.sqrt(np.mean(voiced**2) / 10 ** (snr_db / 10) / np.mean(noise**2))
+    return np.clip(np.rint(x + noise), -32768, 32767).astype(np.int16)
+
+
 def synthesize(job: Job, out: Path, work_dir: Path) -> None:
     """Write `job`'s audio to `out` (16 kHz 16-bit mono flac), atomically."""
     fd, wav_name = tempfile.mkstemp(suffix=".wav", dir=work_dir)
@@ -524,6 +561,11 @@ def synthesize(job: Job, out: Path, work_dir: Path) -> None:
                     f"{command[0]} failed for {job.utt_id} "
                     f"({job.sentence.speakable!r}): {result.stderr.strip()}"
                 )
+        import soundfile
+
+        samples, rate = soundfile.read(part, dtype="int16")
+        noisy = add_noise(samples, job.noise_snr, job.noise_tilt, job.noise_seed)
+        soundfile.write(part, noisy, rate, format="FLAC", subtype="PCM_16")
         os.replace(part, out)
     finally:
         wav.unlink(missing_ok=True)
