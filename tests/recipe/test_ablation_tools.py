@@ -1,0 +1,67 @@
+"""The ablation's helpers: peer output normalization, train.log timing, and
+the report that rewrites only its own part of docs/ablation.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import local_module
+
+peers = local_module("peers")
+report = local_module("ablation_report")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Mrs. Dashwood said, \u201cNo!\u201d", "MISSUS DASHWOOD SAID NO"),
+        (
+            "It's Mr. Palmer's well-known house.",
+            "IT'S MISTER PALMER'S WELL KNOWN HOUSE",
+        ),
+        (
+            "In 1811 there were 3 sisters & 2 brothers",
+            "IN ONE THOUSAND EIGHT HUNDRED AND ELEVEN THERE WERE THREE SISTERS "
+            "AND TWO BROTHERS",
+        ),
+        ("on the 2nd of May", "ON THE SECOND OF MAY"),
+        ("  ...  ", ""),
+        ("Dr. Jones \u2019tis", "DOCTOR JONES 'TIS"),
+    ],
+)
+def test_normalize_maps_peer_output_to_librispeech_conventions(
+    raw: str, expected: str
+) -> None:
+    assert peers.normalize(raw) == expected
+
+
+def test_epoch_seconds_reads_each_form_of_espnet_timespan(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    head = "[vm] 2026-11-26 (trainer:392) INFO: "
+    log.write_text(
+        head + "1epoch results: [train] loss=3.1, time=2 minutes and 13.53 seconds, "
+        "total_count=149, [valid] loss=2.0, time=5.11 seconds, total_count=16\n"
+        + head
+        + "2epoch results: [train] loss=2.1, time=41.5 seconds, "
+        "total_count=298, [valid] loss=1.9, time=4 seconds, total_count=32\n"
+        + head
+        + "3epoch results: [train] loss=1.1, time=1 hour, 2 minutes and "
+        "3 seconds, total_count=447, [valid] loss=1.0, time=4 seconds, total_count=48\n"
+        + head
+        + "1epoch:train:1-10batch: loss=3.0, train_time=0.9\n"
+    )
+    assert report.epoch_seconds(log) == [133.53, 41.5, 3723.0]
+
+
+def test_splice_keeps_the_prose_around_the_generated_part(tmp_path: Path) -> None:
+    doc = tmp_path / "ablation.md"
+    generated = f"{report.BEGIN}\nnew table\n{report.END}\n"
+    assert report.splice(doc, generated).startswith("# Sharing ablation")
+    doc.write_text(
+        f"# Title\n\nIntro.\n\n{report.BEGIN}\nold table\n{report.END}\n\n"
+        "## Reading\n\nWhat it shows.\n"
+    )
+    text = report.splice(doc, generated)
+    assert "old table" not in text and "new table" in text
+    assert text.startswith("# Title\n\nIntro.\n") and text.endswith("What it shows.\n")
