@@ -1,6 +1,6 @@
 """On-device figures: file size, peak RSS and real-time factor of encoder + CTC.
 
-For the encoder of an ASR config (default: the recipe's ``train_asr.yaml``)
+For the encoder of an ASR config (default: the tiny 960 h ``train_asr_960h.yaml``)
 and, beside it, the unshared full-rank ESPnet-equivalent Conformer of the same
 virtual depth, each under PyTorch fp32, PyTorch dynamic int8, ONNX Runtime
 fp32 and ONNX Runtime dynamic int8. Every measurement runs in its own
@@ -11,7 +11,7 @@ the table gives medians over ``--repeats`` subprocesses. Weights are random
 Usage::
 
     python benchmarks/bench_ondevice.py [--config conf.yaml]
-        [--seconds 10] [--repeats 3] [--threads 2]
+        [--seconds 10] [--repeats 3] [--threads 2] [--vocab_size 256]
 """
 
 import argparse
@@ -27,7 +27,8 @@ import time
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(ROOT, "egs/librispeech/asr1/conf/train_asr.yaml")
+# The tiny LibriSpeech model (<= 5M parameters, V = 16, d = 256, 256 pieces).
+DEFAULT_CONFIG = os.path.join(ROOT, "egs/librispeech/asr1/conf/train_asr_960h.yaml")
 RUNTIMES = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8")
 FRAMES_PER_SECOND = 100  # 10 ms hop
 
@@ -49,52 +50,71 @@ def _models(config: str, variant: str, vocab: int, input_size: int):
     return encoder, ctc
 
 
-def measure(args) -> dict:
-    """One measurement, in this process: size, RTF, peak RSS."""
-    import torch
+def export(args) -> dict:
+    """Write ``args.out_dir/model.onnx`` and its dynamic-int8 quantization."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    torch.set_num_threads(args.threads)
-    from espnet_shared_conformer.onnx_export import EncoderCTC, export_onnx
+    from espnet_shared_conformer.onnx_export import export_onnx
 
     encoder, ctc = _models(args.config, args.variant, args.vocab_size, args.input_size)
-    frames = int(args.seconds * FRAMES_PER_SECOND)
-    feats = torch.randn(1, frames, args.input_size)
-    lengths = torch.tensor([frames])
-    tmp = tempfile.mkdtemp()
-    if args.runtime.startswith("torch"):
-        model = EncoderCTC(encoder, ctc)
-        if args.runtime == "torch-int8":
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear}, torch.qint8
-            )
-        path = os.path.join(tmp, "model.pth")
-        torch.save(model.state_dict(), path)
+    fp32 = os.path.join(args.out_dir, "model.onnx")
+    int8 = os.path.join(args.out_dir, "model.int8.onnx")
+    export_onnx(encoder, fp32, ctc=ctc)
+    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+    return {"onnx-fp32": fp32, "onnx-int8": int8}
 
-        def run():
-            with torch.inference_mode():
-                model(feats, lengths)
-    else:
+
+def measure(args) -> dict:
+    """One measurement, in this process: file size, real-time factor, peak RSS.
+
+    An ONNX Runtime child imports onnxruntime and numpy only (the model was
+    exported by another process), so its peak RSS is what decoding with ONNX
+    Runtime costs; a PyTorch child holds torch, ESPnet's modules and the model.
+    """
+    if args.runtime.startswith("onnx"):
+        import numpy as np
         import onnxruntime as ort
 
-        path = os.path.join(tmp, "model.onnx")
-        export_onnx(encoder, path, ctc=ctc)
-        del encoder, ctc
-        if args.runtime == "onnx-int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantized = os.path.join(tmp, "model.int8.onnx")
-            quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
-            path = quantized
+        path = args.onnx_file
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(
             path, options, providers=["CPUExecutionProvider"]
         )
-        inputs = {"feats": feats.numpy(), "feats_lengths": lengths.numpy()}
+        frames = int(args.seconds * FRAMES_PER_SECOND)
+        rng = np.random.default_rng(0)
+        inputs = {
+            "feats": rng.standard_normal((1, frames, args.input_size), np.float32),
+            "feats_lengths": np.array([frames], dtype=np.int64),
+        }
 
         def run():
             session.run(None, inputs)
+
+    else:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        from espnet_shared_conformer.onnx_export import EncoderCTC
+
+        encoder, ctc = _models(
+            args.config, args.variant, args.vocab_size, args.input_size
+        )
+        model = EncoderCTC(encoder, ctc)
+        if args.runtime == "torch-int8":
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, torch.qint8
+            )
+        path = os.path.join(tempfile.mkdtemp(), "model.pth")
+        torch.save(model.state_dict(), path)
+        frames = int(args.seconds * FRAMES_PER_SECOND)
+        feats = torch.randn(1, frames, args.input_size)
+        lengths = torch.tensor([frames])
+
+        def run():
+            with torch.inference_mode():
+                model(feats, lengths)
 
     run()  # warm-up
     times = []
@@ -105,10 +125,17 @@ def measure(args) -> dict:
     return dict(
         size=os.path.getsize(path),
         rtf=min(times) / args.seconds,
-        # Linux reports kilobytes. Export / quantization happen in this process
-        # too, so for ONNX this is an upper bound of the decoding peak.
-        rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
     )
+
+
+def _child(argv: list) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__] + argv, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -117,29 +144,38 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--vocab_size", type=int, default=5000)
+    parser.add_argument("--vocab_size", type=int, default=256)
     parser.add_argument("--input_size", type=int, default=80)
+    # Internal: what a child process does.
     parser.add_argument("--variant", choices=("shared", "unshared"))
     parser.add_argument("--runtime", choices=RUNTIMES)
+    parser.add_argument("--onnx_file")
+    parser.add_argument("--out_dir")
     args = parser.parse_args()
-    if args.variant:  # a child: one measurement
+    if args.variant and args.out_dir:
+        print(json.dumps(export(args)))
+        return 0
+    if args.variant:
         print(json.dumps(measure(args)))
         return 0
 
+    common = [
+        "--config", args.config, "--seconds", str(args.seconds),
+        "--threads", str(args.threads), "--vocab_size", str(args.vocab_size),
+        "--input_size", str(args.input_size),
+    ]  # fmt: skip
     rows = []
     for variant in ("shared", "unshared"):
+        out_dir = tempfile.mkdtemp(prefix=f"bench_ondevice_{variant}_")
+        onnx_files = _child(common + ["--variant", variant, "--out_dir", out_dir])
         for runtime in RUNTIMES:
-            results = []
-            for _ in range(args.repeats):
-                child = subprocess.run(
-                    [sys.executable, __file__]
-                    + sys.argv[1:]
-                    + ["--variant", variant, "--runtime", runtime],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+            extra = (
+                ["--onnx_file", onnx_files[runtime]] if runtime in onnx_files else []
+            )
+            results = [
+                _child(common + ["--variant", variant, "--runtime", runtime] + extra)
+                for _ in range(args.repeats)
+            ]
             rows.append(
                 (
                     variant,
@@ -149,6 +185,7 @@ def main() -> int:
                     statistics.median(r["rtf"] for r in results),
                 )
             )
+            print(f"{variant} {runtime}: done", file=sys.stderr, flush=True)
     print(
         f"{os.path.relpath(args.config, ROOT)}: encoder + CTC (vocabulary "
         f"{args.vocab_size}), {args.seconds:g} s of input, {args.threads} threads, "
@@ -156,8 +193,17 @@ def main() -> int:
     )
     print("| encoder | runtime | file MiB | peak RSS MiB | RTF |")
     print("|---|---|---:|---:|---:|")
+    base = {r[1]: r for r in rows if r[0] == "unshared"}
     for variant, runtime, size, rss, rtf in rows:
         print(f"| {variant} | {runtime} | {size:.2f} | {rss:.0f} | {rtf:.4f} |")
+    print()
+    print("| runtime | file, shared/unshared | peak RSS | RTF |")
+    print("|---|---:|---:|---:|")
+    for variant, runtime, size, rss, rtf in rows:
+        if variant == "shared":
+            b = base[runtime]
+            ratios = f"{size / b[2]:.3f} | {rss / b[3]:.3f} | {rtf / b[4]:.3f}"
+            print(f"| {runtime} | {ratios} |")
     return 0
 
 
