@@ -80,3 +80,34 @@ def test_decoding_is_joint_ctc_attention(name):
     assert config["beam_size"] >= 1
     if name == "decode_asr.yaml":
         assert config["beam_size"] <= 5  # small beam for CPU
+
+
+ABLATION = sorted((CONF / "ablation").glob("*.yaml"))
+
+
+def test_ablation_rows_share_features_and_training_budget():
+    """local/ablation.sh reuses the default config's feature statistics and
+    compares rows at one training budget: only the model may differ."""
+    default = load(CONF / "train_asr.yaml")
+    assert len(ABLATION) == 8
+    first = load(ABLATION[0])
+    for path in ABLATION:
+        conf = load(path)
+        for key in ("frontend", "frontend_conf", "normalize"):
+            assert conf.get(key) == default.get(key), (path.name, key)
+        for key in ("optim", "optim_conf", "scheduler", "scheduler_conf",
+                    "batch_type", "batch_bins", "max_epoch", "specaug",
+                    "decoder_conf", "model_conf"):  # fmt: skip
+            assert conf.get(key) == first.get(key), (path.name, key)
+
+
+@pytest.mark.parametrize("path", ABLATION, ids=lambda p: p.stem)
+def test_ablation_rows_spend_the_same_parameter_budget(path):
+    from espnet_shared_conformer.params import ParameterReport
+
+    report = ParameterReport.from_config(str(path), vocab_size=256)
+    if path.stem.startswith("d_"):  # the unshared upper bound
+        assert report.total == report.total_virtual
+        assert report.total > 1.8e6
+    else:
+        assert 0.85e6 <= report.total <= 1.0e6, report.total

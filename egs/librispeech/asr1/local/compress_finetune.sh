@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Compress a trained model into a shared low-rank one and fine-tune it.
+#
+#   local/compress_finetune.sh --src_exp exp/asr_train_asr_raw_en_bpe256 \
+#       --compress_opts "--lowrank_rank 32 --lowrank_shared_factor in" \
+#       --tag compressed_r32 --epochs 3
+#
+# 1. python -m espnet_shared_conformer.compress: truncated-SVD factors and
+#    shared modules initialized from --src_exp's model (its per-projection
+#    reconstruction errors are logged to <out>/compress.log);
+# 2. the training config of the fine-tuning: --src_exp's training options
+#    with the compressed encoder and --epochs epochs;
+# 3. ./run.sh stages 11-13 from those weights (ESPnet's --init_param), so the
+#    fine-tuned model is decoded and scored like any other, in exp/asr_<tag>.
+#    With --epochs 0 the compressed model is decoded as it is (stages 12-13).
+# Options after these go to run.sh (e.g. --test_sets, --inference_args).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+# >>> options (name=default  # help); --help lists these lines
+src_exp=                   # trained experiment (config.yaml + --src_model); required
+src_model=valid.acc.ave.pth  # model file in --src_exp to compress
+compress_opts="--lowrank_rank 32 --lowrank_shared_factor in"  # sharing options (python -m espnet_shared_conformer.compress --help)
+tag=                       # experiment tag: exp/asr_<tag>; required
+epochs=3                   # fine-tuning epochs (0: decode the compressed model as it is)
+lr=0.0005                  # peak learning rate of the fine-tuning
+warmup_steps=100           # its warm-up steps
+# <<< options
+
+cd "$(dirname "$0")/.."
+# shellcheck source=local/options.sh
+. local/options.sh
+OPTIONS_PASSTHROUGH=true parse_options "$0" "$@"
+check_int epochs warmup_steps
+[ -n "${src_exp}" ] || _die_usage "--src_exp is required"
+[ -n "${tag}" ] || _die_usage "--tag is required"
+[ -f "${src_exp}/config.yaml" ] || { log "ERROR: no ${src_exp}/config.yaml"; exit 1; }
+[ -f "${src_exp}/${src_model}" ] || { log "ERROR: no ${src_exp}/${src_model}"; exit 1; }
+# shellcheck source=path.sh
+. ./path.sh
+
+out=exp/compress_${tag}
+log "Compress: ${src_exp}/${src_model} (${compress_opts}) -> ${out}"
+rm -rf "${out}.tmp"
+mkdir -p "${out}.tmp"
+# shellcheck disable=SC2086  # compress_opts is a list of options
+python3 -m espnet_shared_conformer.compress --config "${src_exp}/config.yaml" \
+    --model "${src_exp}/${src_model}" --out_dir "${out}.tmp" ${compress_opts} |
+    tee "${out}.tmp/compress.log"
+
+# The fine-tuning config: the source's training options (its config.yaml is
+# the full resolved set), minus what asr.sh passes itself, with the compressed
+# encoder, a short schedule and no best-model averaging beyond the epochs run.
+python3 - "${src_exp}/config.yaml" "${out}.tmp/config.yaml" "${out}.tmp/train.yaml" \
+    "${epochs}" "${lr}" "${warmup_steps}" <<'EOF'
+import sys, yaml
+src, compressed, out, epochs, lr, warmup = sys.argv[1:]
+conf = yaml.safe_load(open(src))
+new = yaml.safe_load(open(compressed))
+for key in ("output_dir", "train_data_path_and_name_and_type",
+            "valid_data_path_and_name_and_type", "train_shape_file",
+            "valid_shape_file", "token_list", "bpemodel", "normalize_conf",
+            "fold_length", "config", "init_param", "resume", "ngpu",
+            "dist_world_size", "dist_rank", "local_rank", "dist_master_addr",
+            "dist_master_port", "dist_launcher", "multiprocessing_distributed",
+            "dist_init_method", "print_config", "collect_stats",
+            "write_collected_feats", "frontend_conf"):
+    conf.pop(key, None)
+conf["encoder"], conf["encoder_conf"] = new["encoder"], new["encoder_conf"]
+conf["max_epoch"] = max(int(epochs), 1)
+conf["optim_conf"] = dict(conf.get("optim_conf") or {}, lr=float(lr))
+conf["scheduler"] = "warmuplr"
+conf["scheduler_conf"] = {"warmup_steps": int(warmup)}
+conf["keep_nbest_models"] = min(int(conf.get("keep_nbest_models", 1)), conf["max_epoch"])
+frontend = yaml.safe_load(open(src)).get("frontend_conf") or {}
+frontend.pop("fs", None)  # asr.sh passes the sample rate
+conf["frontend_conf"] = frontend
+yaml.safe_dump(conf, open(out, "w"), sort_keys=False)
+EOF
+rm -rf "${out}"
+mv "${out}.tmp" "${out}"
+
+if [ "${epochs}" -eq 0 ]; then
+    # No training: the compressed weights become the experiment's model, as
+    # stage 12 expects it (inference_asr_model is valid.acc.ave.pth).
+    exp=exp/asr_${tag}
+    log "Decode as compressed: ${out}/{config.yaml,model.pth} -> ${exp}"
+    rm -rf "${exp}"
+    mkdir -p "${exp}"
+    cp "${out}/config.yaml" "${exp}/config.yaml"
+    cp "${out}/model.pth" "${exp}/valid.acc.ave.pth"
+    echo "compressed from ${src_exp}/${src_model}: ${compress_opts}" >"${exp}/.done"
+    ./run.sh --stage 12 --stop_stage 13 --asr_tag "${tag}" "${passthrough[@]}"
+else
+    log "Fine-tune: ${out}/train.yaml from ${out}/model.pth (${epochs} epochs) -> exp/asr_${tag}"
+    ./run.sh --stage 11 --stop_stage 13 --asr_config "${out}/train.yaml" --asr_tag "${tag}" \
+        --asr_args "--init_param ${out}/model.pth" "${passthrough[@]}"
+fi
+log "Successfully finished: exp/asr_${tag}/RESULTS.md"
