@@ -27,7 +27,8 @@ report = local_module("ablation_report")
         ),
         ("on the 2nd of May", "ON THE SECOND OF MAY"),
         ("  ...  ", ""),
-        ("Dr. Jones \u2019tis", "DOCTOR JONES 'TIS"),
+        # Apostrophes at a word's edges are quotation marks in the peers' output.
+        ("Dr. Jones said \u2018yes\u2019", "DOCTOR JONES SAID YES"),
     ],
 )
 def test_normalize_maps_peer_output_to_librispeech_conventions(
