@@ -73,7 +73,10 @@ BAD = {
         dict(lowrank_rank=2, lowrank_shared_factor="both"),
         ["lowrank_shared_factor ('both')"],
     ),
-    "modules without rank": (dict(lowrank_modules=["mhsa"]), ["lowrank_modules (['mhsa'])", "lowrank_rank"]),
+    "modules without rank": (
+        dict(lowrank_modules=["mhsa"]),
+        ["lowrank_modules (['mhsa'])", "lowrank_rank"],
+    ),
     "factor without rank": (
         dict(lowrank_shared_factor="in"),
         ["lowrank_shared_factor ('in')", "lowrank_rank"],
