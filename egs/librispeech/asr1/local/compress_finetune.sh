@@ -68,7 +68,7 @@ for key in ("output_dir", "train_data_path_and_name_and_type",
             "dist_world_size", "dist_rank", "local_rank", "dist_master_addr",
             "dist_master_port", "dist_launcher", "multiprocessing_distributed",
             "dist_init_method", "print_config", "collect_stats",
-            "write_collected_feats", "frontend_conf"):
+            "write_collected_feats"):
     conf.pop(key, None)
 conf["encoder"], conf["encoder_conf"] = new["encoder"], new["encoder_conf"]
 conf["max_epoch"] = max(int(epochs), 1)
@@ -76,9 +76,10 @@ conf["optim_conf"] = dict(conf.get("optim_conf") or {}, lr=float(lr))
 conf["scheduler"] = "warmuplr"
 conf["scheduler_conf"] = {"warmup_steps": int(warmup)}
 conf["keep_nbest_models"] = min(int(conf.get("keep_nbest_models", 1)), conf["max_epoch"])
-frontend = yaml.safe_load(open(src)).get("frontend_conf") or {}
-frontend.pop("fs", None)  # asr.sh passes the sample rate
-conf["frontend_conf"] = frontend
+# asr.sh passes the sample rate itself.
+conf["frontend_conf"] = {
+    k: v for k, v in (conf.get("frontend_conf") or {}).items() if k != "fs"
+}
 yaml.safe_dump(conf, open(out, "w"), sort_keys=False)
 EOF
 rm -rf "${out}"

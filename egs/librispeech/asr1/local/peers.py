@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from audio_io import AudioError, load_audio
-from kaldi_dir import DataDirError, read_table, write_table
+from kaldi_dir import DataDirError, read_table, replace_dir, write_table
 from score_sclite import score
 
 RATE = 16000
@@ -72,7 +72,7 @@ def normalize(text: str) -> str:
     return " ".join(words)
 
 
-def pocketsphinx_system(threads: int) -> Dict[str, object]:
+def pocketsphinx_system() -> Dict[str, object]:
     """Decoder function and description of PocketSphinx's bundled en-us model."""
     import pocketsphinx
 
@@ -184,11 +184,7 @@ def decode_set(
         f"rtf {compute_seconds / audio_seconds:.4f}\n"
     )
     score(data / "text", tmp / "text", tmp, utt2spk_path=data / "utt2spk")
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
+    replace_dir(tmp, out)
     return dict(
         audio_seconds=audio_seconds,
         compute_seconds=compute_seconds,
@@ -215,7 +211,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if not (data / name).is_file():
                     raise DataDirError(f"{data}: no {name}")
         if args.system == "pocketsphinx":
-            system = pocketsphinx_system(args.threads)
+            system = pocketsphinx_system()
         else:
             system = whisper_system(
                 args.threads, args.whisper_compute_type, args.whisper_beam_size
