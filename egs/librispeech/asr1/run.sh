@@ -68,7 +68,7 @@ case "${corpus}" in
             --asr_config conf/train_asr.yaml --inference_config conf/decode_asr.yaml
             --lm_config conf/train_lm.yaml
             --lm_train_text "data/train/text data/local/other_text/text"
-            --token_type bpe --nbpe 256 --bpemode unigram
+            --token_type char
             --ngpu 0 --nj 2 --inference_nj 2
         )
         ;;

@@ -17,7 +17,8 @@ log() {
 workdir=                   # scratch copy of the recipe; empty: a new temporary directory
 keep=false                 # keep the scratch directory afterwards
 mini_hours=0.1             # hours of synthesized training speech
-nbpe=40                    # sentencepiece vocabulary (small: the slice has little text)
+nbpe=40                    # sentencepiece vocabulary (small: the slice has little text);
+                           # the e2e run tests the BPE path, the main job uses characters
 python=                    # Python with ESPnet and the package; empty: from path.sh
 # <<< options
 
@@ -57,7 +58,7 @@ decode=${exp}/decode_asr_asr_model_valid.acc.ave
 test_sets=(test_sentences test_voices test_librivox)
 opts=(
     --python "${python}" --mini_hours "${mini_hours}" --test_sets "${test_sets[*]}"
-    --asr_config conf/train_asr_debug.yaml --nbpe "${nbpe}"
+    --asr_config conf/train_asr_debug.yaml --token_type bpe --nbpe "${nbpe}"
     --nj 2 --inference_nj 2 --rtf_utts 3
     # A one-epoch model babbles until the length limit: a short limit and a
     # small beam keep decoding quick; the pipeline is what is under test.
