@@ -73,13 +73,18 @@ def test_debug_config_trains_one_epoch():
     assert config["encoder"] == "shared_conformer"
 
 
-@pytest.mark.parametrize("name", ["decode_asr.yaml", "decode_asr_960h.yaml"])
-def test_decoding_is_joint_ctc_attention(name):
-    config = load(CONF / name)
+def test_960h_decoding_is_joint_ctc_attention():
+    config = load(CONF / "decode_asr_960h.yaml")
     assert 0 < config["ctc_weight"] < 1
     assert config["beam_size"] >= 1
-    if name == "decode_asr.yaml":
-        assert config["beam_size"] <= 5  # small beam for CPU
+
+
+def test_mini_decoding_is_ctc_with_a_small_beam():
+    """The 6-epoch mini model's decoder lags its CTC head (README.md, "Main
+    job"): the default decoding scores with CTC alone, on a CPU-sized beam."""
+    config = load(CONF / "decode_asr.yaml")
+    assert config["ctc_weight"] == 1.0
+    assert 1 <= config["beam_size"] <= 5
 
 
 ABLATION = sorted((CONF / "ablation").glob("*.yaml"))
@@ -105,9 +110,10 @@ def test_ablation_rows_share_features_and_training_budget():
 def test_ablation_rows_spend_the_same_parameter_budget(path):
     from espnet_shared_conformer.params import ParameterReport
 
-    report = ParameterReport.from_config(str(path), vocab_size=256)
+    # 31 tokens: the mini preset's characters
+    report = ParameterReport.from_config(str(path), vocab_size=31)
     if path.stem.startswith("d_"):  # the unshared upper bound
         assert report.total == report.total_virtual
-        assert report.total > 1.8e6
+        assert report.total > 1.6e6
     else:
-        assert 0.85e6 <= report.total <= 1.0e6, report.total
+        assert 0.75e6 <= report.total <= 0.87e6, report.total
