@@ -47,6 +47,9 @@ out=exp/compress_${tag}
 log "Compress: ${src_exp}/${src_model} (${compress_opts}) -> ${out}"
 rm -rf "${out}.tmp"
 mkdir -p "${out}.tmp"
+# A failed compression leaves nothing behind (on success the directory has
+# been moved into place).
+trap 'rm -rf "${out}.tmp"' EXIT
 # shellcheck disable=SC2086  # compress_opts is a list of options
 python3 -m espnet_shared_conformer.compress --config "${src_exp}/config.yaml" \
     --model "${src_exp}/${src_model}" --out_dir "${out}.tmp" ${compress_opts} |
