@@ -66,7 +66,7 @@ asr_tag=                   # ASR experiment tag; empty: made from config, featur
 inference_config=conf/decode_asr.yaml  # decoding config
 inference_args=            # extra arguments for decoding
 inference_tag=             # decoding directory name; empty: made from config and model
-inference_asr_model=valid.acc.ave.pth  # model file in the experiment dir to decode and pack
+inference_asr_model=       # model file in the experiment dir to decode and pack; empty: valid.<criterion>.ave.pth of the config's best_model_criterion
 inference_lm=valid.loss.ave.pth  # LM file in the LM experiment dir to decode with
 rtf_utts=20                # utterances decoded in stage 15 to measure the real-time factor
 # <<< options
@@ -132,6 +132,14 @@ lm_exp=${expdir}/lm_${lm_tag}
 [ -n "${lm_train_text}" ] || lm_train_text=${datadir}/${orig_train_set}/text
 [ -n "${lm_dev_text}" ] || lm_dev_text=${data_feats}/${valid_set}/text
 read -r -a test_set_list <<<"${test_sets}"
+if [ -z "${inference_asr_model}" ]; then
+    # ESPnet averages the best epochs into <phase>.<criterion>.ave.pth: decode
+    # the first validation criterion of the config (valid.acc.ave.pth for a
+    # joint CTC/attention model, valid.loss.ave.pth for a CTC-only one).
+    [ -f "${asr_config}" ] || _die_usage "--asr_config ${asr_config}: no such file"
+    inference_asr_model=$(${python} local/best_model_name.py "${asr_config}") ||
+        die "cannot read best_model_criterion from ${asr_config}"
+fi
 [ -n "${lm_test_text}" ] || lm_test_text=${data_feats}/${test_set_list[0]}/text
 if [ -z "${inference_tag}" ]; then
     inference_tag=$(basename "${inference_config}" .yaml)_asr_model_${inference_asr_model%.pth}
