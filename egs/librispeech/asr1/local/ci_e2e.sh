@@ -54,12 +54,16 @@ check() {
 
 asr_tag=train_asr_debug_raw_en_bpe${nbpe}
 exp=exp/asr_${asr_tag}
-decode=${exp}/decode_asr_asr_model_valid.acc.ave
+lm_exp=exp/lm_train_lm_en_bpe${nbpe}
+decode=${exp}/decode_asr_asr_model_valid.acc.ave_lm_train_lm_en_bpe${nbpe}_valid.loss.ave
 test_sets=(test_sentences test_voices test_librivox)
 opts=(
     --python "${python}" --mini_hours "${mini_hours}" --test_sets "${test_sets[*]}"
     --asr_config conf/train_asr_debug.yaml --token_type bpe --nbpe "${nbpe}"
     --nj 2 --inference_nj 2 --rtf_utts 3
+    # The mini preset's LM (stages 6-8, shallow fusion in stage 12), on the
+    # slice's own text for one epoch: the pipeline is what is under test.
+    --lm_train_text data/train/text --lm_args "--max_epoch 1"
     # A one-epoch model babbles until the length limit: a short limit and a
     # small beam keep decoding quick; the pipeline is what is under test.
     --inference_args "--beam_size 2 --maxlenratio 0.3"
@@ -95,6 +99,9 @@ for f in train/feats_stats.npz train/speech_shape train/text_shape.bpe valid/spe
     check -s "${stats}/${f}"
 done
 check "$(head -n 1 "${stats}/train/text_shape.bpe" | awk -F, '{ print $NF }')" = "${nbpe}"
+# Stages 6-8: LM and its perplexity on the first test set.
+for f in config.yaml valid.loss.ave.pth .done; do check -e "${lm_exp}/${f}"; done
+check -s "${lm_exp}/perplexity_test/ppl"
 # Stage 11: model.
 for f in config.yaml valid.acc.ave.pth train.log .done; do check -e "${exp}/${f}"; done
 # Stage 12: one hypothesis per test utterance.
