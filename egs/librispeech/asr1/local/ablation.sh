@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The sharing ablation on the mini corpus (docs/ablation.md): every config of
 # conf/ablation/ trained and decoded on the same data with the same budget
-# (6 epochs, same batches, optimizer and decoder), the offline peer
+# (3 epochs, same batches and optimizer, CTC only, decoded without the LM so
+# that the rows compare acoustic models), the offline peer
 # recognizers decoded on the same test sets, and the table and plot
 # regenerated from the experiment directories.
 #
-#   local/ablation.sh                         everything (about 1 h on two cores)
+#   local/ablation.sh                         everything (about 1 h 10 min on two cores)
 #   local/ablation.sh --rows "b1_repeat"      one row
 #   local/ablation.sh --stage 3               only the table and the plot
 #
@@ -73,7 +74,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         n=$((n + 1))
         log "Stage 2: row ${n}/${total}: conf/ablation/${row}.yaml -> exp/asr_ablation_${row}"
         ./run.sh --stage 11 --stop_stage 13 --asr_config "conf/ablation/${row}.yaml" \
-            --asr_tag "ablation_${row}" --test_sets "${test_sets}" \
+            --asr_tag "ablation_${row}" --test_sets "${test_sets}" --use_lm false \
             --inference_nj "${inference_nj}"
     done
 fi
