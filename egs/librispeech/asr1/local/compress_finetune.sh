@@ -23,7 +23,7 @@ log() {
 
 # >>> options (name=default  # help); --help lists these lines
 src_exp=                   # trained experiment (config.yaml + --src_model); required
-src_model=valid.acc.ave.pth  # model file in --src_exp to compress
+src_model=                 # model file in --src_exp to compress; empty: the average its config's best_model_criterion names
 compress_opts="--lowrank_rank 32 --lowrank_shared_factor in"  # sharing options (python -m espnet_shared_conformer.compress --help)
 tag=                       # experiment tag: exp/asr_<tag>; required
 epochs=3                   # fine-tuning epochs (0: decode the compressed model as it is)
@@ -39,9 +39,12 @@ check_int epochs warmup_steps
 [ -n "${src_exp}" ] || _die_usage "--src_exp is required"
 [ -n "${tag}" ] || _die_usage "--tag is required"
 [ -f "${src_exp}/config.yaml" ] || { log "ERROR: no ${src_exp}/config.yaml"; exit 1; }
-[ -f "${src_exp}/${src_model}" ] || { log "ERROR: no ${src_exp}/${src_model}"; exit 1; }
 # shellcheck source=path.sh
 . ./path.sh
+if [ -z "${src_model}" ]; then
+    src_model=$(python3 local/best_model_name.py "${src_exp}/config.yaml") || exit 1
+fi
+[ -f "${src_exp}/${src_model}" ] || { log "ERROR: no ${src_exp}/${src_model}"; exit 1; }
 
 out=exp/compress_${tag}
 log "Compress: ${src_exp}/${src_model} (${compress_opts}) -> ${out}"
@@ -89,16 +92,18 @@ rm -rf "${out}"
 mv "${out}.tmp" "${out}"
 
 if [ "${epochs}" -eq 0 ]; then
-    # No training: the compressed weights become the experiment's model, as
-    # stage 12 expects it (inference_asr_model is valid.acc.ave.pth).
+    # No training: the compressed weights become the experiment's model, under
+    # the name stage 12 decodes for the source's best_model_criterion.
     exp=exp/asr_${tag}
-    log "Decode as compressed: ${out}/{config.yaml,model.pth} -> ${exp}"
+    model_name=$(python3 local/best_model_name.py "${out}/train.yaml")
+    log "Decode as compressed: ${out}/{config.yaml,model.pth} -> ${exp}/${model_name}"
     rm -rf "${exp}"
     mkdir -p "${exp}"
     cp "${out}/config.yaml" "${exp}/config.yaml"
-    cp "${out}/model.pth" "${exp}/valid.acc.ave.pth"
+    cp "${out}/model.pth" "${exp}/${model_name}"
     echo "compressed from ${src_exp}/${src_model}: ${compress_opts}" >"${exp}/.done"
-    ./run.sh --stage 12 --stop_stage 13 --asr_tag "${tag}" "${passthrough[@]}"
+    ./run.sh --stage 12 --stop_stage 13 --asr_config "${out}/train.yaml" --asr_tag "${tag}" \
+        "${passthrough[@]}"
 else
     log "Fine-tune: ${out}/train.yaml from ${out}/model.pth (${epochs} epochs) -> exp/asr_${tag}"
     ./run.sh --stage 11 --stop_stage 13 --asr_config "${out}/train.yaml" --asr_tag "${tag}" \
