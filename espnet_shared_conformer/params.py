@@ -17,8 +17,11 @@ Usage::
 import argparse
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import yaml
 
 from espnet_shared_conformer.plan import Projection, SharingPlan
 
@@ -199,10 +202,28 @@ class ParameterReport:
             raise FileNotFoundError(f"no such config file: {config}")
         register()
         parser = ASRTask.get_parser()
-        argv = ["--config", config]
-        if token_list is not None:
-            argv += ["--token_list", token_list]
-        args = parser.parse_args(argv)
+        with open(config, encoding="utf-8") as f:
+            resolved = yaml.safe_load(f) or {}
+        with tempfile.TemporaryDirectory() as tmp:
+            # An experiment's config.yaml (ESPnet's dump of its namespace,
+            # recognizable by its ``required`` list) also holds values the
+            # trainer sets itself (``required``, ``distributed``), which the
+            # parser rejects as config keys. A hand-written config keeps
+            # ESPnet's strictness: a misspelt key is still an error.
+            known = {action.dest for action in parser._actions}
+            unknown = [k for k in resolved if "required" in resolved and k not in known]
+            if unknown:
+                for key in unknown:
+                    del resolved[key]
+                config_file = os.path.join(tmp, "config.yaml")
+                with open(config_file, "w", encoding="utf-8") as f:
+                    yaml.safe_dump(resolved, f)
+            else:
+                config_file = config
+            argv = ["--config", config_file]
+            if token_list is not None:
+                argv += ["--token_list", token_list]
+            args = parser.parse_args(argv)
         if args.token_list is None:
             if vocab_size is None:
                 raise ValueError(

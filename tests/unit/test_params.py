@@ -208,3 +208,27 @@ def test_report_command_missing_config(tmp_path):
     )
     assert result.returncode == 1
     assert "nope.yaml" in result.stderr
+
+
+def test_report_reads_an_experiments_dumped_config(tmp_path):
+    """ESPnet's config.yaml in an experiment dir also holds trainer-set values
+    (``required``, ``distributed``) that its parser rejects; a hand-written
+    config with an unknown key is still refused."""
+    path = _config(
+        tmp_path, "shared_conformer", dict(ENCODER_CONF, num_unique_blocks=2)
+    )
+    direct = ParameterReport.from_config(path, vocab_size=50)
+    dumped = yaml.safe_load(open(path))
+    dumped.update(required=["output_dir", "token_list"], distributed=False)
+    dump_path = tmp_path / "exp_config.yaml"
+    dump_path.write_text(yaml.safe_dump(dumped))
+    assert (
+        ParameterReport.from_config(str(dump_path), vocab_size=50).total == direct.total
+    )
+
+    typo = yaml.safe_load(open(path))
+    typo["encoder_confx"] = {}
+    typo_path = tmp_path / "typo.yaml"
+    typo_path.write_text(yaml.safe_dump(typo))
+    with pytest.raises(SystemExit):
+        ParameterReport.from_config(str(typo_path), vocab_size=50)
