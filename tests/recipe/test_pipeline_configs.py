@@ -144,11 +144,16 @@ def test_ablation_rows_spend_the_same_parameter_budget(path):
     "criteria, expected",
     [
         (None, "valid.loss.ave.pth"),  # ESPnet's default list: first valid entry
-        ([["train", "loss", "min"], ["valid", "cer_ctc", "min"]], "valid.cer_ctc.ave.pth"),
+        (
+            [["train", "loss", "min"], ["valid", "cer_ctc", "min"]],
+            "valid.cer_ctc.ave.pth",
+        ),
         ([["valid", "acc", "max"], ["valid", "loss", "min"]], "valid.acc.ave.pth"),
     ],
 )
-def test_best_model_name_follows_the_first_valid_criterion(tmp_path, criteria, expected):
+def test_best_model_name_follows_the_first_valid_criterion(
+    tmp_path, criteria, expected
+):
     import subprocess
     import sys
 
@@ -167,7 +172,9 @@ def test_best_model_name_refuses_a_config_without_a_valid_criterion(tmp_path):
     import sys
 
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"best_model_criterion": [["train", "loss", "min"]]}))
+    config.write_text(
+        yaml.safe_dump({"best_model_criterion": [["train", "loss", "min"]]})
+    )
     script = RECIPE_DIR / "local" / "best_model_name.py"
     out = subprocess.run(
         [sys.executable, str(script), str(config)], capture_output=True, text=True

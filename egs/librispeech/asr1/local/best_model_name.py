@@ -15,16 +15,22 @@ import sys
 import yaml
 
 # ESPnet's default when a config names no best_model_criterion.
-ESPNET_DEFAULT = [["train", "loss", "min"], ["valid", "loss", "min"],
-                  ["train", "acc", "max"], ["valid", "acc", "max"]]
+ESPNET_DEFAULT = [
+    ["train", "loss", "min"],
+    ["valid", "loss", "min"],
+    ["train", "acc", "max"],
+    ["valid", "acc", "max"],
+]
 
 
 def best_model_name(config: dict) -> str:
     criteria = config.get("best_model_criterion") or ESPNET_DEFAULT
     for entry in criteria:
         if len(entry) != 3:
-            raise ValueError(f"best_model_criterion entry {entry!r}: "
-                             "expected [phase, criterion, min|max]")
+            raise ValueError(
+                f"best_model_criterion entry {entry!r}: "
+                "expected [phase, criterion, min|max]"
+            )
         phase, criterion, _ = entry
         if phase == "valid":
             return f"valid.{criterion}.ave.pth"
