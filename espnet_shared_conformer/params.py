@@ -17,7 +17,6 @@ Usage::
 import argparse
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -204,26 +203,21 @@ class ParameterReport:
         parser = ASRTask.get_parser()
         with open(config, encoding="utf-8") as f:
             resolved = yaml.safe_load(f) or {}
-        with tempfile.TemporaryDirectory() as tmp:
-            # An experiment's config.yaml (ESPnet's dump of its namespace,
-            # recognizable by its ``required`` list) also holds values the
-            # trainer sets itself (``required``, ``distributed``), which the
-            # parser rejects as config keys. A hand-written config keeps
-            # ESPnet's strictness: a misspelt key is still an error.
+        if "required" in resolved:
+            # An experiment's config.yaml (ESPnet's dump of its namespace) also
+            # holds values the trainer sets itself (``required``,
+            # ``distributed``), which --config rejects. Loading a config is
+            # set_defaults (espnet2.utils.config_argparse), so do that with the
+            # options the parser has. A hand-written config still goes through
+            # --config, where a misspelt key stays an error.
             known = {action.dest for action in parser._actions}
-            unknown = [k for k in resolved if "required" in resolved and k not in known]
-            if unknown:
-                for key in unknown:
-                    del resolved[key]
-                config_file = os.path.join(tmp, "config.yaml")
-                with open(config_file, "w", encoding="utf-8") as f:
-                    yaml.safe_dump(resolved, f)
-            else:
-                config_file = config
-            argv = ["--config", config_file]
-            if token_list is not None:
-                argv += ["--token_list", token_list]
-            args = parser.parse_args(argv)
+            parser.set_defaults(**{k: v for k, v in resolved.items() if k in known})
+            argv = []
+        else:
+            argv = ["--config", config]
+        if token_list is not None:
+            argv += ["--token_list", token_list]
+        args = parser.parse_args(argv)
         if args.token_list is None:
             if vocab_size is None:
                 raise ValueError(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 from pipeline_helpers import RECIPE_DIR
@@ -14,6 +17,14 @@ LEVELS = {"l1_repeat", "l2_share_modules", "l3_tie", "l4_lowrank", "combined"}
 def load(path):
     with path.open() as f:
         return yaml.safe_load(f)
+
+
+def best_model_name(config):
+    """Run local/best_model_name.py on a config, as asr.sh does."""
+    script = RECIPE_DIR / "local" / "best_model_name.py"
+    return subprocess.run(
+        [sys.executable, str(script), str(config)], capture_output=True, text=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -92,19 +103,13 @@ def test_mini_model_is_ctc_only_and_decodes_its_loss_average():
     """Without a decoder ESPnet reports no accuracy: the best epochs must be
     chosen by a criterion a CTC-only model has, and asr.sh must decode the
     file that criterion's average is written to."""
-    import subprocess
-    import sys
-
     config = load(CONF / "train_asr.yaml")
     assert config["model_conf"]["ctc_weight"] == 1.0
     assert config["decoder"] == "none"
     assert config["best_model_criterion"][0][:2] == ["valid", "loss"]
-    name = subprocess.run(
-        [sys.executable, str(RECIPE_DIR / "local" / "best_model_name.py"),
-         str(CONF / "train_asr.yaml")],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    assert name == "valid.loss.ave.pth"
+    assert (
+        best_model_name(CONF / "train_asr.yaml").stdout.strip() == "valid.loss.ave.pth"
+    )
 
 
 ABLATION = sorted((CONF / "ablation").glob("*.yaml"))
@@ -154,30 +159,18 @@ def test_ablation_rows_spend_the_same_parameter_budget(path):
 def test_best_model_name_follows_the_first_valid_criterion(
     tmp_path, criteria, expected
 ):
-    import subprocess
-    import sys
-
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({"best_model_criterion": criteria}))
-    script = RECIPE_DIR / "local" / "best_model_name.py"
-    out = subprocess.run(
-        [sys.executable, str(script), str(config)], capture_output=True, text=True
-    )
+    out = best_model_name(config)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
 
 
 def test_best_model_name_refuses_a_config_without_a_valid_criterion(tmp_path):
-    import subprocess
-    import sys
-
     config = tmp_path / "train.yaml"
     config.write_text(
         yaml.safe_dump({"best_model_criterion": [["train", "loss", "min"]]})
     )
-    script = RECIPE_DIR / "local" / "best_model_name.py"
-    out = subprocess.run(
-        [sys.executable, str(script), str(config)], capture_output=True, text=True
-    )
+    out = best_model_name(config)
     assert out.returncode != 0
     assert "no 'valid' entry" in out.stderr and str(config) in out.stderr
