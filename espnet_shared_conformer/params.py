@@ -208,9 +208,11 @@ class ParameterReport:
             # holds values the trainer sets itself (``required``,
             # ``distributed``), which --config rejects. Loading a config is
             # set_defaults (espnet2.utils.config_argparse), so do that with the
-            # options the parser has. A hand-written config still goes through
-            # --config, where a misspelt key stays an error.
-            known = {action.dest for action in parser._actions}
+            # options the parser has, except the dump's own ``config`` (the
+            # training config's path, relative to where training ran). A
+            # hand-written config still goes through --config, where a
+            # misspelt key stays an error.
+            known = {action.dest for action in parser._actions} - {"config"}
             parser.set_defaults(**{k: v for k, v in resolved.items() if k in known})
             argv = []
         else:

@@ -212,14 +212,19 @@ def test_report_command_missing_config(tmp_path):
 
 def test_report_reads_an_experiments_dumped_config(tmp_path):
     """ESPnet's config.yaml in an experiment dir also holds trainer-set values
-    (``required``, ``distributed``) that its parser rejects; a hand-written
-    config with an unknown key is still refused."""
+    (``required``, ``distributed``) that its parser rejects, and the path of
+    the training config relative to where training ran; a hand-written config
+    with an unknown key is still refused."""
     path = _config(
         tmp_path, "shared_conformer", dict(ENCODER_CONF, num_unique_blocks=2)
     )
     direct = ParameterReport.from_config(path, vocab_size=50)
     dumped = yaml.safe_load(open(path))
-    dumped.update(required=["output_dir", "token_list"], distributed=False)
+    dumped.update(
+        required=["output_dir", "token_list"],
+        distributed=False,
+        config="conf/not_here.yaml",
+    )
     dump_path = tmp_path / "exp_config.yaml"
     dump_path.write_text(yaml.safe_dump(dumped))
     assert (
