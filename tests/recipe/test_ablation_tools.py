@@ -3,8 +3,10 @@ the report that rewrites only its own part of docs/ablation.md."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pipeline_helpers import local_module
 
@@ -66,3 +68,28 @@ def test_splice_keeps_the_prose_around_the_generated_part(tmp_path: Path) -> Non
     text = report.splice(doc, generated)
     assert "old table" not in text and "new table" in text
     assert text.startswith("# Title\n\nIntro.\n") and text.endswith("What it shows.\n")
+
+
+def test_pocketsphinx_hypothesis_does_not_depend_on_earlier_utterances(
+    tmp_path: Path,
+) -> None:
+    """Live CMN and noise tracking would carry the loud, clean utterance's
+    statistics into the quiet, noisy one; the peer must decode every
+    utterance as if it came first."""
+    pytest.importorskip("pocketsphinx")
+    audio_io = local_module("audio_io")
+
+    def speak(name: str, text: str, *options: str) -> np.ndarray:
+        wav = tmp_path / f"{name}.wav"
+        subprocess.run(["espeak-ng", *options, "-w", str(wav), text], check=True)
+        return audio_io.load_audio(str(wav), 16000)
+
+    loud = speak("loud", "the weather was fine and the roads were dry", "-p", "90")
+    quiet = 0.3 * speak(
+        "quiet", "she walked to the village every morning", "-v", "en-us", "-p", "20"
+    )
+    quiet += 0.01 * np.random.default_rng(0).standard_normal(len(quiet))
+    transcribe = peers.pocketsphinx_system()["transcribe"]
+    alone = transcribe(quiet.astype(np.float32))
+    transcribe(loud)
+    assert alone and transcribe(quiet.astype(np.float32)) == alone

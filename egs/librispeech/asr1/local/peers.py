@@ -79,8 +79,15 @@ def pocketsphinx_system() -> Dict[str, object]:
     decoder = pocketsphinx.Decoder(samprate=RATE, loglevel="FATAL")
     model_dir = Path(pocketsphinx.get_model_path()) / "en-us"
 
+    # Live CMN and noise removal carry their estimates from one utterance to
+    # the next, so a hypothesis would depend on the utterances before it.
+    # Every utterance starts from the model's initial state instead.
+    initial_cmn = decoder.get_cmn()
+
     def transcribe(samples: np.ndarray) -> str:
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        decoder.reinit_feat()
+        decoder.set_cmn(initial_cmn)
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
