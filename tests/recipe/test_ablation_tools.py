@@ -93,3 +93,23 @@ def test_pocketsphinx_hypothesis_does_not_depend_on_earlier_utterances(
     alone = transcribe(quiet.astype(np.float32))
     transcribe(loud)
     assert alone and transcribe(quiet.astype(np.float32)) == alone
+
+
+def test_plot_labels_of_coinciding_points_do_not_overlap() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_xlim(0, 2)
+    ax.set_ylim(60, 100)
+    # a0 and a1 of the real grid: 0.62M / 77.6% and 0.60M / 77.3%.
+    points = [(0.62, 77.6, "a0_conformer_2x96"), (0.60, 77.3, "a1_conformer_6x60")]
+    points.append((1.5, 70.7, "d_conformer_6x96"))
+    report.label_points(ax, points)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(p[2] for p in points)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    plt.close(fig)

@@ -203,41 +203,100 @@ def paper_scale_table(tuning: Path) -> str:
     return "\n".join(lines)
 
 
+# Where a point's name may go, in points from the marker, tried in order.
+_LABEL_OFFSETS = [
+    (5, 4), (5, -10), (-5, 4), (-5, -10), (8, 14), (8, -20), (-8, 14), (-8, -20),
+    (14, 0), (-14, 0), (10, 26), (10, -32), (-10, 26), (-10, -32),
+]  # fmt: skip
+
+
+def label_points(ax, points: Sequence[tuple]) -> None:
+    """Name each ``(x, y, name)`` point, moving a name to the next free spot
+    around its marker when it would cover a name already placed or leave the
+    axes (rows of nearly equal size and WER sit on top of each other). A thin
+    line joins a moved name to its marker."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = []
+    for x, y, name in sorted(points, key=lambda p: (p[0], p[1])):
+        for n, (dx, dy) in enumerate(_LABEL_OFFSETS):
+            text = ax.annotate(
+                name,
+                (x, y),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha="left" if dx >= 0 else "right",
+                va="center",
+                fontsize=8,
+                arrowprops=dict(arrowstyle="-", lw=0.5, color="0.4") if n else None,
+            )
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1
+            inside = inside and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+            if n + 1 < len(_LABEL_OFFSETS):
+                text.remove()
+        placed.append(box)  # the last spot stays when none is free
+
+
 def plot(rows: List[Dict[str, object]], test_sets: Sequence[str], out: Path) -> None:
+    """WER of every row and test set against unique parameters. The rows at
+    the budget (within 15% of the smallest) get a panel of their own, so that
+    their differences are not squeezed next to the upper bound."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    smallest = min(r["unique"] for r in rows)
+    budget = [r for r in rows if r["unique"] <= 1.15 * smallest]
+    others = [r for r in rows if r["unique"] > 1.15 * smallest]
+    panels = [(budget, "at the budget")] + ([(others, "larger")] if others else [])
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(8.5, 4.8),
+        sharey=True,
+        squeeze=False,
+        gridspec_kw=dict(width_ratios=[3, 1][: len(panels)]),
+    )
     markers = "os^dv"
-    for i, dset in enumerate(test_sets):
-        pts = [(r["unique"] / 1e6, r["wer"][dset], r) for r in rows if dset in r["wer"]]
-        if not pts:
-            continue
-        ax.scatter(
-            [p[0] for p in pts],
-            [p[1] for p in pts],
-            marker=markers[i % len(markers)],
-            label=SET_TITLES.get(dset, dset),
-        )
-        if i == 0:
-            for x, y, r in pts:
-                ax.annotate(
-                    r["name"],
-                    (x, y),
-                    textcoords="offset points",
-                    xytext=(4, 3),
-                    fontsize=7,
-                )
-    ax.set_xlabel("unique parameters (millions)")
-    ax.set_ylabel("WER (%)")
-    ax.set_title("Mini corpus: WER against unique parameters (same training budget)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, (panel_rows, title) in zip(axes[0], panels, strict=True):
+        for i, dset in enumerate(test_sets):
+            pts = [
+                (r["unique"] / 1e6, r["wer"][dset])
+                for r in panel_rows
+                if dset in r["wer"]
+            ]
+            ax.scatter(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker=markers[i % len(markers)],
+                color=f"C{i}",
+                label=SET_TITLES.get(dset, dset),
+            )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("unique parameters (millions)")
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.15, y=0.08)
+    axes[0][0].set_ylabel("WER (%)")
+    axes[0][0].legend(fontsize=8, title="row ids label the first set", title_fontsize=7)
+    fig.suptitle("Mini corpus: WER against unique parameters (same training budget)")
     fig.tight_layout()
+    for ax, (panel_rows, _) in zip(axes[0], panels, strict=True):
+        # Rows are named by their id (a0, b3, ...), the first part of the name.
+        label_points(
+            ax,
+            [
+                (r["unique"] / 1e6, r["wer"][test_sets[0]], r["name"].split("_")[0])
+                for r in panel_rows
+                if test_sets and test_sets[0] in r["wer"]
+            ],
+        )
     tmp = out.with_name(out.stem + ".tmp" + out.suffix)
     fig.savefig(tmp, dpi=120)
+    plt.close(fig)
     tmp.rename(out)
 
 
