@@ -61,33 +61,9 @@ python3 -m espnet_shared_conformer.compress --config "${src_exp}/config.yaml" \
 # The fine-tuning config: the source's training options (its config.yaml is
 # the full resolved set), minus what asr.sh passes itself, with the compressed
 # encoder, a short schedule and no best-model averaging beyond the epochs run.
-python3 - "${src_exp}/config.yaml" "${out}.tmp/config.yaml" "${out}.tmp/train.yaml" \
-    "${epochs}" "${lr}" "${warmup_steps}" <<'EOF'
-import sys, yaml
-src, compressed, out, epochs, lr, warmup = sys.argv[1:]
-conf = yaml.safe_load(open(src))
-new = yaml.safe_load(open(compressed))
-for key in ("output_dir", "train_data_path_and_name_and_type",
-            "valid_data_path_and_name_and_type", "train_shape_file",
-            "valid_shape_file", "token_list", "bpemodel", "normalize_conf",
-            "fold_length", "config", "init_param", "resume", "ngpu",
-            "dist_world_size", "dist_rank", "local_rank", "dist_master_addr",
-            "dist_master_port", "dist_launcher", "multiprocessing_distributed",
-            "dist_init_method", "print_config", "collect_stats",
-            "write_collected_feats"):
-    conf.pop(key, None)
-conf["encoder"], conf["encoder_conf"] = new["encoder"], new["encoder_conf"]
-conf["max_epoch"] = max(int(epochs), 1)
-conf["optim_conf"] = dict(conf.get("optim_conf") or {}, lr=float(lr))
-conf["scheduler"] = "warmuplr"
-conf["scheduler_conf"] = {"warmup_steps": int(warmup)}
-conf["keep_nbest_models"] = min(int(conf.get("keep_nbest_models", 1)), conf["max_epoch"])
-# asr.sh passes the sample rate itself.
-conf["frontend_conf"] = {
-    k: v for k, v in (conf.get("frontend_conf") or {}).items() if k != "fs"
-}
-yaml.safe_dump(conf, open(out, "w"), sort_keys=False)
-EOF
+python3 local/finetune_config.py "${src_exp}/config.yaml" "${out}.tmp/config.yaml" \
+    "${out}.tmp/train.yaml" --epochs "${epochs}" --lr "${lr}" \
+    --warmup_steps "${warmup_steps}"
 rm -rf "${out}"
 mv "${out}.tmp" "${out}"
 
