@@ -334,6 +334,22 @@ class SharedConformerEncoder(AbsEncoder):
         else:
             masks = ~masks[:, None, :]
 
+        x, pos_emb, masks = self.subsample(xs_pad, masks)
+        x, masks, intermediate_outs = self.encode_subsampled(
+            x, pos_emb, masks, ctc=ctc, return_all_hs=return_all_hs
+        )
+        olens = masks.squeeze(1).sum(1)
+        if intermediate_outs:
+            return (x, intermediate_outs), olens, None
+        return x, olens, None
+
+    def subsample(
+        self, xs_pad: torch.Tensor, masks: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """The front end: features (B, L, D) and mask (B, 1, L) to the first
+        layer's input (B, T, d), its positional embedding (None for absolute
+        positions) and mask (B, 1, T).
+        """
         if self._embed_takes_mask:
             too_short, limit = check_short_utt(self.embed, xs_pad.size(1))
             if too_short:
@@ -352,7 +368,23 @@ class SharedConformerEncoder(AbsEncoder):
         else:
             xs = self.embed(xs_pad)
         x, pos_emb = xs if isinstance(xs, tuple) else (xs, None)
+        return x, pos_emb, masks
 
+    def encode_subsampled(
+        self,
+        x: torch.Tensor,
+        pos_emb: Optional[torch.Tensor],
+        masks: torch.Tensor,
+        ctc: CTC = None,
+        return_all_hs: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor, List]:
+        """The virtual layers and final norm on the front end's output.
+
+        Returns the output (B, T, d), the mask (shorter where intermediate CTC
+        trims frames) and the intermediate outputs ``forward`` returns.
+        Split from ``forward`` so that the blocks can be timed without the
+        front end (``benchmarks/bench_encoder.py``).
+        """
         plan = self.plan
         drop = None
         if self.training and self.layer_drop_rate > 0:
@@ -379,10 +411,7 @@ class SharedConformerEncoder(AbsEncoder):
 
         if self.normalize_before:
             x = self.after_norm(x)
-        olens = masks.squeeze(1).sum(1)
-        if intermediate_outs:
-            return (x, intermediate_outs), olens, None
-        return x, olens, None
+        return x, masks, intermediate_outs
 
 
 # (kernel, stride) of the time-axis convolutions of ESPnet's subsampling layers.
