@@ -30,6 +30,7 @@ rows=                      # configs of conf/ablation/ to run (names without .ya
 test_sets="test_sentences test_voices test_librivox"  # test sets decoded per row
 peers="pocketsphinx whisper"  # peer recognizers (local/peers.py --system); empty: none
 inference_nj=2             # parallel decoding jobs per row
+beam_size=4                # CTC prefix beam per row (docs/ablation.md's table used 4)
 doc=../../../docs/ablation.md  # generated report (table, reading is kept)
 plot=../../../docs/ablation_wer.png  # generated plot of WER against unique parameters
 # <<< options
@@ -38,7 +39,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=local/options.sh
 . local/options.sh
 parse_options "$0" "$@"
-check_int stage stop_stage inference_nj
+check_int stage stop_stage inference_nj beam_size
 # shellcheck source=path.sh
 . ./path.sh
 
@@ -75,7 +76,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         log "Stage 2: row ${n}/${total}: conf/ablation/${row}.yaml -> exp/asr_ablation_${row}"
         ./run.sh --stage 11 --stop_stage 13 --asr_config "conf/ablation/${row}.yaml" \
             --asr_tag "ablation_${row}" --test_sets "${test_sets}" --use_lm false \
-            --inference_nj "${inference_nj}"
+            --inference_nj "${inference_nj}" --inference_args "--beam_size ${beam_size}"
     done
 fi
 
