@@ -28,6 +28,9 @@ setup(
         "tensorboard",
         "editdistance",
         "matplotlib",
+        # Lexicon-constrained CTC decoding with a word n-gram LM (KenLM inside),
+        # through torchaudio.models.decoder.ctc_decoder: the mini recipe's default.
+        "flashlight-text",
     ],
     extras_require={
         "test": ["pytest>=7", "onnx", "onnxruntime", "num2words", "pocketsphinx"],

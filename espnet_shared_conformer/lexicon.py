@@ -1,0 +1,293 @@
+"""CTC decoding constrained to a lexicon, with a word n-gram language model.
+
+ESPnet2's beam search scores tokens; with character tokens it happily spells
+words that do not exist, and its inference has no word LM (its
+``--word_lm_file`` raises ``NotImplementedError``). This module decodes the
+CTC posteriors of an ESPnet model with flashlight's lexicon beam search
+(``torchaudio.models.decoder.ctc_decoder``, backed by the ``flashlight-text``
+package): every hypothesis is a sequence of lexicon words, scored by the CTC
+posteriors plus ``lm_weight`` times a KenLM word n-gram model (an ARPA file,
+e.g. from :mod:`espnet_shared_conformer.ngram` or LibriSpeech's official
+ones) plus ``word_score`` per word.
+
+The lexicon spells each word in the model's tokens followed by the word
+separator (``<space>`` for ESPnet's character token lists)::
+
+    CAT C A T <space>
+
+Command line, to write a lexicon of every word of a text that the token list
+can spell::
+
+    python -m espnet_shared_conformer.lexicon --text dump/raw/lm_train.txt \\
+        --token_list data/en_token_list/char/tokens.txt \\
+        --lexicon exp/word_lm/lexicon.txt
+"""
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = [
+    "SEPARATOR",
+    "LexiconDecoderConfig",
+    "CTCLexiconDecoder",
+    "write_lexicon",
+    "main",
+]
+
+# ESPnet's character token lists name the space between words this way.
+SEPARATOR = "<space>"
+_BLANK = "<blank>"
+_UNK = "<unk>"
+
+
+def write_lexicon(
+    words: Iterable[str], token_list: Sequence[str], path: Path
+) -> Tuple[int, List[str]]:
+    """Write ``WORD t o k e n s <space>`` for each distinct word the tokens can spell.
+
+    The tokens must be characters (ESPnet's ``--token_type char``). Returns the
+    number of words written and the words left out because a character of
+    theirs is not a token. Written to a temporary name, then renamed.
+    """
+    tokens = set(token_list)
+    for needed in (_BLANK, SEPARATOR):
+        if needed not in tokens:
+            raise ValueError(
+                f"the token list has no {needed}: a lexicon needs a character "
+                "token list (--token_type char) with <blank> and <space>"
+            )
+    written, skipped = 0, []
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for word in sorted(set(words)):
+            if word in (_UNK, "<s>", "</s>"):
+                continue
+            if all(ch in tokens for ch in word):
+                f.write(f"{word} {' '.join(word)} {SEPARATOR}\n")
+                written += 1
+            else:
+                skipped.append(word)
+    if written == 0:
+        tmp.unlink()
+        raise ValueError("no word of the text can be spelled with the token list")
+    os.replace(tmp, path)
+    return written, skipped
+
+
+def _check_lexicon(path: Path, token_list: Sequence[str]) -> int:
+    """Raise ``ValueError`` naming the first line the model cannot spell."""
+    tokens = set(token_list)
+    entries = 0
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise ValueError(
+                    f"{path}:{number}: no spelling for the word {fields[0]!r}"
+                )
+            unknown = [t for t in fields[1:] if t not in tokens]
+            if unknown:
+                raise ValueError(
+                    f"{path}:{number}: token {unknown[0]!r} of {fields[0]!r} "
+                    "is not in the token list"
+                )
+            entries += 1
+    if entries == 0:
+        raise ValueError(f"{path}: the lexicon is empty")
+    return entries
+
+
+@dataclass(frozen=True)
+class LexiconDecoderConfig:
+    """Search options: ``asr_inference``'s ``--lexicon_*``/``--word_*`` options.
+
+    Defaults are those chosen on the mini corpus's dev set (recipe README).
+    """
+
+    beam_size: int = 500
+    beam_threshold: float = 25.0
+    lm_weight: float = 2.0
+    word_score: float = 0.0
+    sil_score: float = -1.0
+    nbest: int = 1
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"lexicon_beam_size ({self.beam_size}) must be at least 1")
+        if self.beam_threshold <= 0:
+            raise ValueError(
+                f"lexicon_beam_threshold ({self.beam_threshold}) must be positive"
+            )
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(
+                f"nbest ({self.nbest}) must be between 1 and "
+                f"lexicon_beam_size ({self.beam_size})"
+            )
+
+
+class CTCLexiconDecoder:
+    """Lexicon-constrained CTC beam search over one utterance's log posteriors.
+
+    ``token_list`` is the model's (``<blank>`` first, ``<space>`` between
+    words); ``word_lm_file`` an ARPA or KenLM binary file, or ``None`` for a
+    lexicon search without an LM.
+    """
+
+    def __init__(
+        self,
+        token_list: Sequence[str],
+        lexicon_file: Path,
+        word_lm_file: Optional[Path] = None,
+        config: LexiconDecoderConfig = LexiconDecoderConfig(),
+    ) -> None:
+        try:
+            from torchaudio.models.decoder import ctc_decoder
+        except (
+            ImportError,
+            RuntimeError,
+        ) as e:  # torchaudio raises RuntimeError without flashlight-text
+            raise ImportError(
+                f"lexicon decoding needs the flashlight-text package: {e}"
+            ) from e
+        token_list = list(token_list)
+        if not token_list or token_list[0] != _BLANK:
+            raise ValueError(
+                f"the token list must start with {_BLANK} (the CTC blank), "
+                f"not {token_list[:1]}"
+            )
+        if SEPARATOR not in token_list:
+            raise ValueError(
+                f"the token list has no {SEPARATOR}: "
+                "lexicon decoding needs character tokens"
+            )
+        for name, path in (
+            ("lexicon_file", lexicon_file),
+            ("word_lm_file", word_lm_file),
+        ):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{name}: no such file: {path}")
+        self.num_words = _check_lexicon(Path(lexicon_file), token_list)
+        self.token_list = token_list
+        self.config = config
+        self._index = {t: i for i, t in enumerate(token_list)}
+        self._decoder = ctc_decoder(
+            lexicon=str(lexicon_file),
+            tokens=token_list,
+            lm=None if word_lm_file is None else str(word_lm_file),
+            nbest=config.nbest,
+            beam_size=config.beam_size,
+            beam_threshold=config.beam_threshold,
+            lm_weight=config.lm_weight,
+            word_score=config.word_score,
+            sil_score=config.sil_score,
+            # Words outside the lexicon are never hypothesised.
+            unk_score=float("-inf"),
+            log_add=False,
+            blank_token=_BLANK,
+            sil_token=SEPARATOR,
+            unk_word=_UNK,
+        )
+
+    def __call__(
+        self, log_probs: torch.Tensor
+    ) -> List[Tuple[List[str], List[int], float]]:
+        """Decode ``log_probs`` (T, V): up to ``nbest`` (words, token ids, score).
+
+        Best first.
+
+        The token ids spell the words with ``<space>`` between them, as
+        ESPnet's character tokenizer would.
+        """
+        if log_probs.dim() != 2 or log_probs.size(1) != len(self.token_list):
+            raise ValueError(
+                f"log_probs must be (T, {len(self.token_list)}) for this token "
+                f"list, not {tuple(log_probs.shape)}"
+            )
+        if log_probs.size(0) == 0:
+            return [([], [], 0.0)]
+        emissions = log_probs.detach().to("cpu", torch.float32).contiguous()[None]
+        results = []
+        for hyp in self._decoder(emissions)[0]:
+            ids = self._spell(hyp.words)
+            results.append((list(hyp.words), ids, float(hyp.score)))
+        return results or [([], [], float("-inf"))]
+
+    def _spell(self, words: Sequence[str]) -> List[int]:
+        index = self._index
+        ids: List[int] = []
+        for i, word in enumerate(words):
+            if i:
+                ids.append(index[SEPARATOR])
+            ids.extend(index[ch] for ch in word)
+        return ids
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Write a lexicon (word -> characters + <space>) of every "
+        "word of a Kaldi-style text.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--text",
+        type=Path,
+        required=True,
+        action="append",
+        help="Kaldi-style text (utt-id words...); repeat to add files",
+    )
+    parser.add_argument(
+        "--token_list",
+        type=Path,
+        required=True,
+        help="the ASR model's token list, one per line",
+    )
+    parser.add_argument(
+        "--lexicon", type=Path, required=True, help="lexicon file to write"
+    )
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from espnet_shared_conformer.ngram import read_kaldi_text
+
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s (lexicon) %(levelname)s: %(message)s"
+    )
+    try:
+        token_list = args.token_list.read_text(encoding="utf-8").split()
+        words = [
+            w
+            for path in args.text
+            for sentence in read_kaldi_text(path)
+            for w in sentence
+        ]
+        args.lexicon.parent.mkdir(parents=True, exist_ok=True)
+        written, skipped = write_lexicon(words, token_list, args.lexicon)
+    except (OSError, ValueError) as e:
+        print(f"lexicon: error: {e}", file=sys.stderr)
+        return 1
+    if skipped:
+        logging.warning(
+            f"{len(skipped)} words have characters outside the token list, "
+            f"e.g. {skipped[:5]}"
+        )
+    logging.info(
+        f"{len(words)} words of {', '.join(map(str, args.text))} -> "
+        f"{args.lexicon} ({written} entries)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
