@@ -20,7 +20,7 @@ REQUIRED = ["--train_set", "tr", "--valid_set", "dv", "--test_sets", "t1 t2"]
 EXPECTED_ASR = """stage stop_stage nj inference_nj ngpu num_nodes train_set valid_set test_sets
     asr_config inference_config asr_args inference_args inference_asr_model token_type
     nbpe bpemode speed_perturb_factors feats_type audio_format min_wav_duration
-    max_wav_duration use_lm lm_config expdir dumpdir python""".split()
+    max_wav_duration use_lm lm_config use_word_lm word_lm_order expdir dumpdir python""".split()
 EXPECTED_RUN = "corpus librispeech_root download download_subsets mini_root mini_hours seed".split()
 
 
@@ -78,6 +78,15 @@ def test_missing_value_exits_2(script, args):
         (["--feats_type", "mfcc"], "--feats_type must be one of: raw fbank"),
         (["--token_type", "word"], "--token_type must be one of: bpe char"),
         (["--use_lm", "yes"], "--use_lm must be one of: true false"),
+        (
+            ["--use_word_lm", "true", "--token_type", "bpe"],
+            "--use_word_lm true spells words in characters: it needs --token_type char",
+        ),
+        (
+            ["--use_word_lm", "true", "--token_type", "char", "--use_lm", "true"],
+            "--use_lm true and --use_word_lm true",
+        ),
+        (["--word_lm_order", "1"], "--word_lm_order must be at least 2"),
         (["stray"], "unexpected argument 'stray'"),
     ],
 )

@@ -8,6 +8,8 @@
 #    4 filter utterances by length; LM text  13 scoring (sclite): WER/CER/TER
 #    5 token list (sentencepiece or chars)   14 packing into a zip
 #  6-8 language model (--use_lm true)        15 report: size, parameters, RTF
+#    9 lexicon + word n-gram LM (--use_word_lm true; decoding then searches
+#      lexicon words with the CTC posteriors and the word LM)
 #
 # Each stage logs what it reads and writes, builds its output under a
 # temporary name and moves it into place, and ends with a `.done` marker
@@ -68,13 +70,16 @@ inference_args=            # extra arguments for decoding
 inference_tag=             # decoding directory name; empty: made from config and model
 inference_asr_model=       # model file in the experiment dir to decode and pack; empty: valid.<criterion>.ave.pth of the config's best_model_criterion
 inference_lm=valid.loss.ave.pth  # LM file in the LM experiment dir to decode with
+use_word_lm=false          # decode constrained to a lexicon with a word n-gram LM (stage 9; char tokens)
+word_lm_order=3            # order of the word n-gram LM (stage 9)
 rtf_utts=20                # utterances decoded in stage 15 to measure the real-time factor
 # <<< options
 
 usage() {
     echo "Usage: $0 --train_set NAME --valid_set NAME --test_sets \"NAMES\" [--option value]..."
     echo "Stages: 1 data, 2 speed perturb, 3 dump, 4 filter, 5 tokens, 6-8 LM,"
-    echo "        10 collect stats, 11 train, 12 decode, 13 score, 14 pack, 15 report"
+    echo "        9 lexicon + word n-gram LM, 10 collect stats, 11 train, 12 decode,"
+    echo "        13 score, 14 pack, 15 report"
     echo "Options:"
     print_options "$0"
 }
@@ -88,18 +93,26 @@ parse_options "$0" "$@"
 # shellcheck source=cmd.sh
 . ./cmd.sh
 
-check_int stage stop_stage nj inference_nj ngpu num_nodes fs n_mels nbpe rtf_utts
+check_int stage stop_stage nj inference_nj ngpu num_nodes fs n_mels nbpe rtf_utts word_lm_order
 check_choice feats_type raw fbank
 check_choice audio_format flac wav
 check_choice token_type bpe char
 check_choice bpemode unigram bpe
 check_choice use_lm true false
+check_choice use_word_lm true false
 check_choice gpu_inference true false
 [ -n "${train_set}" ] || _die_usage "--train_set is required"
 [ -n "${valid_set}" ] || _die_usage "--valid_set is required"
 [ -n "${test_sets}" ] || _die_usage "--test_sets is required"
 [ "${nj}" -ge 1 ] || _die_usage "--nj must be at least 1"
 [ "${inference_nj}" -ge 1 ] || _die_usage "--inference_nj must be at least 1"
+[ "${word_lm_order}" -ge 2 ] || _die_usage "--word_lm_order must be at least 2 (KenLM reads bigram models and up)"
+if [ "${use_word_lm}" = true ]; then
+    [ "${token_type}" = char ] ||
+        _die_usage "--use_word_lm true spells words in characters: it needs --token_type char, not ${token_type}"
+    [ "${use_lm}" = false ] ||
+        _die_usage "--use_lm true and --use_word_lm true: lexicon decoding scores with the word LM only; choose one"
+fi
 
 # ---------------------------------------------------------------- derived names
 data_feats=${dumpdir}/${feats_type}
@@ -128,6 +141,7 @@ asr_exp=${expdir}/asr_${asr_tag}
 lm_stats_dir=${expdir}/lm_stats_${lang}_${token_tag}
 [ -n "${lm_tag}" ] || lm_tag=$(basename "${lm_config}" .yaml)_${lang}_${token_tag}
 lm_exp=${expdir}/lm_${lm_tag}
+word_lm_exp=${expdir}/word_lm_${lang}_${word_lm_order}gram
 # Not the speed-perturbed copies: they would only repeat every sentence.
 [ -n "${lm_train_text}" ] || lm_train_text=${datadir}/${orig_train_set}/text
 [ -n "${lm_dev_text}" ] || lm_dev_text=${data_feats}/${valid_set}/text
@@ -145,6 +159,8 @@ if [ -z "${inference_tag}" ]; then
     inference_tag=$(basename "${inference_config}" .yaml)_asr_model_${inference_asr_model%.pth}
     if [ "${use_lm}" = true ]; then
         inference_tag+=_lm_${lm_tag}_${inference_lm%.pth}
+    elif [ "${use_word_lm}" = true ]; then
+        inference_tag+=_lexicon_$(basename "${word_lm_exp}")
     fi
 fi
 packed_model=${asr_exp}/packed.zip
@@ -375,10 +391,10 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     if [ -z "${missing_lm_text}" ]; then
         awk 'NF > 1' "${lm_texts[@]}" >"${data_feats}/lm_train.txt.tmp"
         mv "${data_feats}/lm_train.txt.tmp" "${data_feats}/lm_train.txt"
-    elif [ "${use_lm}" = true ]; then
+    elif [ "${use_lm}" = true ] || [ "${use_word_lm}" = true ]; then
         die "Stage 4: no LM training text ${missing_lm_text} (see --lm_train_text)"
     else
-        log "Stage 4: no ${missing_lm_text}: LM text skipped (--use_lm false)"
+        log "Stage 4: no ${missing_lm_text}: LM text skipped (--use_lm false, --use_word_lm false)"
     fi
     stage_done 4 "${t0}"
 fi
@@ -506,6 +522,34 @@ else
     fi
 fi
 
+# ---------------------------------------------------------------- stage 9
+if [ "${use_word_lm}" = true ]; then
+    if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
+        log "Stage 9: lexicon and word ${word_lm_order}-gram LM: ${data_feats}/lm_train.txt, ${token_list} -> ${word_lm_exp}/{lexicon.txt,word_lm.arpa}"
+        t0=${SECONDS}
+        [ -f "${data_feats}/lm_train.txt" ] || die "Stage 9: no ${data_feats}/lm_train.txt; run stage 4"
+        [ -f "${token_dir}/.done" ] || die "Stage 9: ${token_dir} is not complete; run stage 5"
+        fp=$(fingerprint "${word_lm_order}" -- "${data_feats}/lm_train.txt" "${token_list}")
+        if is_done "${word_lm_exp}" "${fp}"; then
+            log "Stage 9: ${word_lm_exp} is up to date"
+        else
+            rm -rf "${word_lm_exp}.tmp"
+            mkdir -p "${word_lm_exp}.tmp"
+            ${python} -m espnet_shared_conformer.lexicon --text "${data_feats}/lm_train.txt" \
+                --token_list "${token_list}" --lexicon "${word_lm_exp}.tmp/lexicon.txt"
+            ${python} -m espnet_shared_conformer.ngram --text "${data_feats}/lm_train.txt" \
+                --order "${word_lm_order}" --arpa "${word_lm_exp}.tmp/word_lm.arpa"
+            replace_dir "${word_lm_exp}.tmp" "${word_lm_exp}"
+            mark_done "${word_lm_exp}" "${fp}"
+        fi
+        stage_done 9 "${t0}"
+    fi
+else
+    if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
+        log "Stage 9: lexicon and word LM: skipped (--use_word_lm false)"
+    fi
+fi
+
 # ---------------------------------------------------------------- stage 10
 train_data="${data_feats}/${train_set}/${audio_scp},speech,${audio_type} ${data_feats}/${train_set}/text,text,text"
 valid_data="${data_feats}/${valid_set}/${audio_scp},speech,${audio_type} ${data_feats}/${valid_set}/text,text,text"
@@ -580,9 +624,14 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
     model=${asr_exp}/${inference_asr_model}
     [ -e "${model}" ] || die "Stage 12: no model ${model} (see --inference_asr_model)"
     lm_opts=()
+    lm_done=${lm_exp}/.done
     if [ "${use_lm}" = true ]; then
         [ -f "${lm_exp}/.done" ] || die "Stage 12: ${lm_exp} is not trained; run stage 7"
         lm_opts=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
+    elif [ "${use_word_lm}" = true ]; then
+        [ -f "${word_lm_exp}/.done" ] || die "Stage 12: ${word_lm_exp} is not complete; run stage 9"
+        lm_opts=(--lexicon_file "${word_lm_exp}/lexicon.txt" --word_lm_file "${word_lm_exp}/word_lm.arpa")
+        lm_done=${word_lm_exp}/.done
     fi
     if [ "${gpu_inference}" = true ]; then _ngpu=1; else _ngpu=0; fi
     decode_root=${asr_exp}/${inference_tag}
@@ -593,7 +642,7 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
         data=${data_feats}/${dset}
         [ -f "${data}/.done" ] || die "Stage 12: ${data} is not complete; run stage 3"
         fps[${dset}]=$(fingerprint "${inference_args}" "${lm_opts[@]}" -- "${inference_config}" \
-            "${asr_exp}/.done" "${data}/.done" "${lm_exp}/.done")
+            "${asr_exp}/.done" "${data}/.done" "${lm_done}")
         if is_done "${decode_root}/${dset}" "${fps[${dset}]}"; then
             log "Stage 12: ${decode_root}/${dset} is up to date"
         else
@@ -689,6 +738,9 @@ if [ "${stage}" -le 14 ] && [ "${stop_stage}" -ge 14 ]; then
     [ "${token_type}" = bpe ] && pack_opts+=(--option "${bpemodel}")
     if [ "${use_lm}" = true ]; then
         pack_opts+=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
+    elif [ "${use_word_lm}" = true ]; then
+        # local/packed_model.py finds them by name and decodes with them.
+        pack_opts+=(--option "${word_lm_exp}/lexicon.txt" --option "${word_lm_exp}/word_lm.arpa")
     fi
     for f in "${asr_exp}" "${asr_stats_dir}" "${token_dir}"; do
         case "${f}" in

@@ -66,7 +66,9 @@ case "${corpus}" in
             --asr_config conf/train_asr.yaml --inference_config conf/decode_asr.yaml
             --lm_config conf/train_lm.yaml
             --lm_train_text "data/train/text data/local/other_text/text"
-            --token_type char --use_lm true
+            # Lexicon + word 3-gram decoding (stage 9); the character LSTM LM
+            # of stages 6-8 instead: --use_word_lm false --use_lm true.
+            --token_type char --use_word_lm true
             --ngpu 0 --nj 2 --inference_nj 2
         )
         ;;

@@ -3,7 +3,10 @@
 # corpus with the one-epoch debug config, in a scratch copy of the recipe,
 # then assertions on what each stage must have produced, a re-run that must
 # change nothing, and a user-style transcription of a wav file through the
-# packed model. Takes 6-10 minutes on two CPU cores (more when others load them).
+# packed model. The first run tests BPE tokens with the LSTM LM (stages 6-8);
+# a second one, from stage 5, the main job's path: characters, lexicon and
+# word n-gram LM (stage 9). Takes 8-12 minutes on two CPU cores (more when
+# others load them).
 #
 #   local/ci_e2e.sh [--workdir DIR] [--keep true] [--mini_hours 0.1] [--python PY]
 set -euo pipefail
@@ -61,8 +64,9 @@ opts=(
     --python "${python}" --mini_hours "${mini_hours}" --test_sets "${test_sets[*]}"
     --asr_config conf/train_asr_debug.yaml --token_type bpe --nbpe "${nbpe}"
     --nj 2 --inference_nj 2 --rtf_utts 3
-    # The mini preset's LM (stages 6-8, shallow fusion in stage 12), on the
-    # slice's own text for one epoch: the pipeline is what is under test.
+    # The LSTM LM (stages 6-8, shallow fusion in stage 12), on the slice's
+    # own text for one epoch: the pipeline is what is under test.
+    --use_word_lm false --use_lm true
     --lm_train_text data/train/text --lm_args "--max_epoch 1"
     # A one-epoch model babbles until the length limit: a short limit and a
     # small beam keep decoding quick; the pipeline is what is under test.
@@ -133,6 +137,46 @@ sox "${first_audio}" -r 8000 user_clip.wav
 check "$(cut -f1 transcript.txt)" = user_clip.wav
 check "$(awk -F'\t' '{ print NF }' transcript.txt)" -eq 2
 log "e2e: transcribed: $(cat transcript.txt)"
+
+# The main job's path, from stage 5 on the same data: character tokens,
+# stage 9's lexicon and word 3-gram, lexicon decoding in stage 12.
+char_exp=exp/asr_train_asr_debug_raw_en_char
+word_lm_exp=exp/word_lm_en_3gram
+char_decode=${char_exp}/decode_asr_asr_model_valid.acc.ave_lexicon_word_lm_en_3gram
+char_opts=(
+    --python "${python}" --mini_hours "${mini_hours}" --test_sets "${test_sets[*]}"
+    --asr_config conf/train_asr_debug.yaml --token_type char --use_word_lm true
+    --lm_train_text data/train/text --nj 2 --inference_nj 2 --rtf_utts 3
+    --inference_args "--lexicon_beam_size 20"
+)
+log "e2e: ./run.sh --stage 5 ${char_opts[*]}"
+start=${SECONDS}
+./run.sh --stage 5 "${char_opts[@]}" 2>&1 | tee run_char.log >&2
+log "e2e: stages 5-15 (characters, lexicon) took $((SECONDS - start))s"
+check "$(grep -c 'Stages 6-8: language model: skipped' run_char.log)" -eq 1
+check -s "${word_lm_exp}/lexicon.txt"
+check "$(head -n 1 "${word_lm_exp}/word_lm.arpa")" = ""
+check "$(grep -c '^\\[123]-grams:$' "${word_lm_exp}/word_lm.arpa")" -eq 3
+check -f "${word_lm_exp}/.done"
+# Every hypothesised word is a lexicon word, and each utterance has a line.
+for d in "${test_sets[@]}"; do
+    check "$(wc -l <"${char_decode}/${d}/text")" -eq "$(wc -l <"dump/raw/${d}/wav.scp")"
+    outside=$(cut -d' ' -f2- "${char_decode}/${d}/text" | tr ' ' '\n' | sed '/^$/d' |
+        LC_ALL=C sort -u | LC_ALL=C comm -23 - <(cut -d' ' -f1 "${word_lm_exp}/lexicon.txt" | LC_ALL=C sort -u) |
+        head -n 3)
+    check -z "${outside}"
+done
+# WER and CER only: with character tokens TER would repeat CER.
+check "$(grep -cE '^\|decode_[^|]*/test_[a-z]+(\|[0-9]+(\.[0-9])?){8}\|$' "${char_exp}/RESULTS.md")" -eq 6
+# The packed zip carries the lexicon and LM, and transcribes with them.
+check "$("${python}" -c 'import sys, zipfile; print(sum(n.endswith(("/lexicon.txt", "/word_lm.arpa")) for n in zipfile.ZipFile(sys.argv[1]).namelist()))' "${char_exp}/packed.zip")" -eq 2
+"${python}" local/transcribe.py --model "${char_exp}/packed.zip" --unpack_dir unpacked_char \
+    user_clip.wav >transcript_char.txt
+check "$(cut -f1 transcript_char.txt)" = user_clip.wav
+outside=$(cut -f2 transcript_char.txt | tr ' ' '\n' | sed '/^$/d' | LC_ALL=C sort -u |
+    LC_ALL=C comm -23 - <(cut -d' ' -f1 "${word_lm_exp}/lexicon.txt" | LC_ALL=C sort -u))
+check -z "${outside}"
+log "e2e: transcribed with the lexicon: $(cat transcript_char.txt)"
 
 if [ "${failures}" -gt 0 ]; then
     log "e2e: ${failures} checks FAILED (work dir ${workdir}; run with --keep true to inspect)"

@@ -33,6 +33,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ctc_weight", type=float, help="override the packed decoding config"
     )
+    parser.add_argument(
+        "--no_lexicon",
+        action="store_true",
+        help="decode with ESPnet's beam search even if the zip has a lexicon "
+        "and word LM (--use_word_lm true)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--unpack_dir",
@@ -60,7 +66,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if v is not None
     }
     model = load_speech2text(
-        args.model, args.unpack_dir, device=args.device, **overrides
+        args.model,
+        args.unpack_dir,
+        device=args.device,
+        use_lexicon=not args.no_lexicon,
+        **overrides,
     )
     failed = 0
     for path in args.audio:
