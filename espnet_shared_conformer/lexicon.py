@@ -45,6 +45,9 @@ __all__ = [
 SEPARATOR = "<space>"
 _BLANK = "<blank>"
 _UNK = "<unk>"
+# Log probability of a token that cannot be emitted (finite: the search adds
+# and compares scores).
+_IMPOSSIBLE = -1.0e4
 
 
 def write_lexicon(
@@ -117,7 +120,7 @@ class LexiconDecoderConfig:
     beam_size: int = 500
     beam_threshold: float = 25.0
     lm_weight: float = 2.0
-    word_score: float = 0.0
+    word_score: float = 2.0
     sil_score: float = -1.0
     nbest: int = 1
 
@@ -215,7 +218,16 @@ class CTCLexiconDecoder:
             )
         if log_probs.size(0) == 0:
             return [([], [], 0.0)]
-        emissions = log_probs.detach().to("cpu", torch.float32).contiguous()[None]
+        emissions = log_probs.detach().to("cpu", torch.float32)
+        # Every lexicon spelling ends with <space>, but ESPnet's transcripts
+        # do not, so nothing in the posteriors closes the last word: an
+        # utterance whose last frame is its last letter lost that word ("CAT"
+        # came out "CA"), and otherwise a trailing frame had to be spent on
+        # an unlikely <space>. One extra frame that is certainly <space> ends
+        # every hypothesis alike. (Dev WER of the mini model: 21.2 -> 20.9%.)
+        closing = torch.full((1, emissions.size(1)), _IMPOSSIBLE)
+        closing[0, self._index[SEPARATOR]] = 0.0
+        emissions = torch.cat([emissions, closing]).contiguous()[None]
         results = []
         for hyp in self._decoder(emissions)[0]:
             ids = self._spell(hyp.words)

@@ -48,7 +48,7 @@ def spelled(word_frames):
 @pytest.fixture
 def lexicon(tmp_path):
     path = tmp_path / "lexicon.txt"
-    write_lexicon(["CAT", "COT", "TACO", "CAT"], TOKENS, path)
+    write_lexicon(["CAT", "COT", "TACO", "CA", "CAT"], TOKENS, path)
     return path
 
 
@@ -81,6 +81,15 @@ def test_clean_emissions_decode_to_the_words(lexicon):
     assert words == ["CAT", "TACO"]
     assert [TOKENS[i] for i in ids] == list("CAT") + ["<space>"] + list("TACO")
     assert np.isfinite(score)
+
+
+def test_the_last_word_is_complete_without_trailing_frames(lexicon):
+    """ESPnet's character transcripts end without <space>: a word whose last
+    letter is the last frame must still come out whole."""
+    cat = [{"<blank>": 0.9}, {"C": 0.9}, {"<blank>": 0.9}, {"A": 0.9}, {"T": 0.9}]
+    assert decoder(lexicon)(emissions(cat))[0][0] == ["CAT"]
+    taco = [{"T": 0.9}, {"A": 0.9}, {"C": 0.9}, {"O": 0.9}]
+    assert decoder(lexicon)(emissions(taco))[0][0] == ["TACO"]
 
 
 def test_only_lexicon_words_come_out(lexicon):
