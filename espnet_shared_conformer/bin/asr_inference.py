@@ -192,7 +192,10 @@ def lexicon_inference(
             if isinstance(encoded, tuple):  # intermediate CTC outputs ride along
                 encoded = encoded[0]
             log_probs = model.ctc.log_softmax(encoded)[0, : int(encoded_lengths[0])]
-            for n, (words, token_int, score) in enumerate(decoder(log_probs), 1):
+            hyps = decoder(log_probs)
+            # ESPnet's own line, which asr.sh counts to show progress.
+            logging.info(f"best hypo: {' '.join(hyps[0][0])}")
+            for n, (words, token_int, score) in enumerate(hyps, 1):
                 best = writer[f"{n}best_recog"]
                 best["token"][keys[0]] = " ".join(
                     model.token_list[i] for i in token_int

@@ -245,6 +245,8 @@ def test_inference_binary_decodes_with_the_lexicon(tmp_path, lexicon):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "beam_size=20" in result.stderr and "word_score=5.0" in result.stderr
+    # one "best hypo" line per utterance: the recipe counts them for progress
+    assert result.stderr.count("best hypo: ") == 2
     best = tmp_path / "decode" / "1best_recog"
     texts = dict(
         line.split(" ", 1) for line in (best / "text").read_text().splitlines()
