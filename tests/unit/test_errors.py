@@ -102,6 +102,14 @@ BAD = {
     "stochastic depth 1": (dict(stochastic_depth_rate=1.0), ["stochastic_depth_rate"]),
     "layer drop 1": (dict(layer_drop_rate=1.0), ["layer_drop_rate (1.0)"]),
     "unknown input layer": (dict(input_layer="conv3d"), ["input_layer ('conv3d')"]),
+    "subsampling channels without convolutions": (
+        dict(input_layer="linear", subsampling_channels=8),
+        ["subsampling_channels (8)", "input_layer ('linear')"],
+    ),
+    "subsampling channels 0": (
+        dict(subsampling_channels=0),
+        ["subsampling_channels (0)", "positive"],
+    ),
     "input layer none": (
         dict(input_layer=None),
         ["input_size (20)", "output_size (16)"],

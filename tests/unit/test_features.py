@@ -6,7 +6,7 @@ from espnet2.asr.ctc import CTC
 
 from espnet_shared_conformer._compat import ESPNET_HAS_SDPA, TooShortUttError
 
-from conftest import TINY, batch, build, build_espnet
+from conftest import INPUT_SIZE, TINY, batch, build, build_espnet
 
 ALL_LEVELS = dict(
     num_blocks=6,
@@ -29,6 +29,7 @@ PADDING_CASES = {
     "conv2d6-post-norm": dict(
         ALL_LEVELS, input_layer="conv2d6", normalize_before=False
     ),
+    "narrow-subsampling": dict(ALL_LEVELS, subsampling_channels=6),
 }
 
 
@@ -119,6 +120,50 @@ def test_stochastic_depth_per_virtual_layer():
     x, lengths = batch()
     outputs = {tuple(encoder(x, lengths)[0].flatten()[:4].tolist()) for _ in range(12)}
     assert len(outputs) > 1  # layers 2 and 4 are skipped in some passes only
+
+
+@pytest.mark.parametrize(
+    "input_layer", ["conv2d", "conv2d1", "conv2d2", "conv2d6", "conv2d8"]
+)
+def test_subsampling_channels_narrow_only_the_front_end(input_layer):
+    channels = 6
+    narrow = build(input_layer=input_layer, subsampling_channels=channels)
+    wide = build(input_layer=input_layer)
+    convs = [m for m in narrow.embed.conv if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].in_channels == 1
+    assert all(conv.out_channels == channels for conv in convs)
+    assert all(conv.in_channels == channels for conv in convs[1:])
+    # Kernels and strides, hence output lengths, are ESPnet's.
+    wide_convs = [m for m in wide.embed.conv if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride) for c in convs] == [
+        (c.kernel_size, c.stride) for c in wide_convs
+    ]
+
+    # The blocks are untouched: the same names and shapes as without the option.
+    def blocks(encoder):
+        return {
+            k: v.shape
+            for k, v in encoder.state_dict().items()
+            if not k.startswith("embed.")
+        }
+
+    assert blocks(narrow) == blocks(wide)
+    x, lengths = batch((61, 44, 23))
+    out, olens, _ = narrow(x, lengths)
+    _, wide_olens, _ = wide(x, lengths)
+    assert out.shape[-1] == TINY["output_size"]
+    assert olens.tolist() == wide_olens.tolist()
+    out.pow(2).mean().backward()
+    assert all(p.grad is not None for p in narrow.embed.parameters())
+
+
+def test_subsampling_channels_parameter_count():
+    """conv2d: two 3x3 convolutions of c channels and a projection of c x F' to d."""
+    c, d = 6, TINY["output_size"]
+    bins = ((INPUT_SIZE - 1) // 2 - 1) // 2
+    expected = (9 * c + c) + (9 * c * c + c) + (c * bins * d + d)
+    embed = build(subsampling_channels=c).embed
+    assert sum(p.numel() for p in embed.parameters()) == expected
 
 
 def test_too_short_utterance():

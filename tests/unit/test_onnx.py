@@ -39,6 +39,7 @@ CASES = {
         selfattention_layer_type="selfattn",
     ),
     "legacy-rel-pos": dict(rel_pos_type="legacy", num_unique_blocks=2),
+    "narrow-subsampling": dict(num_unique_blocks=2, subsampling_channels=6),
 }
 
 
