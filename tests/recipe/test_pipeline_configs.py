@@ -126,6 +126,15 @@ def test_mini_schedule_anneals_and_stays_down_past_its_end():
     assert max(rate[steps[-1] :]) <= rates[-1] * 1.0001
 
 
+def test_mini_schedule_ends_at_the_last_step_of_the_last_epoch():
+    """The rate reaches its floor exactly when training stops: the epochs have
+    a fixed number of steps (speed perturbation triples the data), and the
+    schedule's last step is max_epoch of them."""
+    config = load(CONF / "train_asr.yaml")
+    steps = config["scheduler_conf"]["warmup_steps_list"]
+    assert steps[-1] == config["max_epoch"] * config["num_iters_per_epoch"]
+
+
 def test_mini_model_is_ctc_only_and_decodes_its_loss_average():
     """Without a decoder ESPnet reports no accuracy: the best epochs must be
     chosen by a criterion a CTC-only model has, and asr.sh must decode the

@@ -4,8 +4,8 @@
 # then assertions on what each stage must have produced, a re-run that must
 # change nothing, and a user-style transcription of a wav file through the
 # packed model. The first run tests BPE tokens with the LSTM LM (stages 6-8);
-# a second one, from stage 5, the main job's path: characters, lexicon and
-# word n-gram LM (stage 9). Takes 8-12 minutes on two CPU cores (more when
+# a second one, from stage 2, the main job's path: speed perturbation,
+# characters, lexicon and word n-gram LM (stage 9). Takes 8-12 minutes on two CPU cores (more when
 # others load them).
 #
 #   local/ci_e2e.sh [--workdir DIR] [--keep true] [--mini_hours 0.1] [--python PY]
@@ -68,6 +68,8 @@ opts=(
     # own text for one epoch: the pipeline is what is under test.
     --use_word_lm false --use_lm true
     --lm_train_text data/train/text --lm_args "--max_epoch 1"
+    # No speed perturbation here: the second run, the main job's path, has it.
+    --speed_perturb_factors ""
     # A one-epoch model babbles until the length limit: a short limit and a
     # small beam keep decoding quick; the pipeline is what is under test.
     --inference_args "--beam_size 2 --maxlenratio 0.3"
@@ -138,9 +140,10 @@ check "$(cut -f1 transcript.txt)" = user_clip.wav
 check "$(awk -F'\t' '{ print NF }' transcript.txt)" -eq 2
 log "e2e: transcribed: $(cat transcript.txt)"
 
-# The main job's path, from stage 5 on the same data: character tokens,
-# stage 9's lexicon and word 3-gram, lexicon decoding in stage 12.
-char_exp=exp/asr_train_asr_debug_raw_en_char
+# The main job's path, from stage 2 on the same data: speed perturbation,
+# character tokens, stage 9's lexicon and word 3-gram, lexicon decoding in
+# stage 12.
+char_exp=exp/asr_train_asr_debug_raw_en_char_sp
 word_lm_exp=exp/word_lm_en_3gram
 char_decode=${char_exp}/decode_asr_asr_model_valid.acc.ave_lexicon_word_lm_en_3gram
 char_opts=(
@@ -149,10 +152,14 @@ char_opts=(
     --lm_train_text data/train/text --nj 2 --inference_nj 2 --rtf_utts 3
     --inference_args "--lexicon_beam_size 20"
 )
-log "e2e: ./run.sh --stage 5 ${char_opts[*]}"
+log "e2e: ./run.sh --stage 2 ${char_opts[*]}"
 start=${SECONDS}
-./run.sh --stage 5 "${char_opts[@]}" 2>&1 | tee run_char.log >&2
-log "e2e: stages 5-15 (characters, lexicon) took $((SECONDS - start))s"
+./run.sh --stage 2 "${char_opts[@]}" 2>&1 | tee run_char.log >&2
+log "e2e: stages 2-15 (speed perturbation, characters, lexicon) took $((SECONDS - start))s"
+# Stage 2-4: three copies of every training utterance, dumped at 16 kHz.
+check "$(wc -l <dump/raw/org/train_sp/wav.scp)" -eq "$((3 * $(wc -l <dump/raw/org/train/wav.scp)))"
+check "$(grep -c '^sp0.9-' dump/raw/org/train_sp/wav.scp)" -eq "$(wc -l <dump/raw/org/train/wav.scp)"
+check -s exp/asr_stats_raw_en_char_sp/train/feats_stats.npz
 check "$(grep -c 'Stages 6-8: language model: skipped' run_char.log)" -eq 1
 check -s "${word_lm_exp}/lexicon.txt"
 check "$(head -n 1 "${word_lm_exp}/word_lm.arpa")" = ""
