@@ -86,7 +86,7 @@ class SharedConformerEncoder(AbsEncoder):
             (``input_layer`` conv2d, conv2d1, conv2d2, conv2d6 or conv2d8);
             None: ``output_size``, as ESPnet has it. At d = 144 the 144-channel
             3x3 convolution costs a third of the encoder's forward FLOPs;
-            64 channels cut a CPU training step by ~15%.
+            64 channels cut a CPU training step by 10-15%.
 
     Every impossible or contradictory option raises ``ValueError`` here, when
     the model is built.
