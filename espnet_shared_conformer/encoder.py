@@ -41,17 +41,9 @@ __all__ = ["SharedConformerEncoder"]
 
 _POS_ENC = ("abs_pos", "scaled_abs_pos", "conv", "rel_pos", "legacy_rel_pos")
 _SELF_ATTN = ("selfattn", "rel_selfattn", "legacy_rel_selfattn")
-_INPUT_LAYERS = (
-    "linear",
-    "conv2d",
-    "conv2d1",
-    "conv2d2",
-    "conv2d6",
-    "conv2d8",
-    "embed",
-    None,
-)
+# Input layers that are ESPnet's Conv2dSubsampling*: subsampling_channels applies.
 _CONV2D_INPUT_LAYERS = ("conv2d", "conv2d1", "conv2d2", "conv2d6", "conv2d8")
+_INPUT_LAYERS = ("linear", *_CONV2D_INPUT_LAYERS, "embed", None)
 _POSITIONWISE = ("linear", "conv1d", "conv1d-linear")
 # A layer's LayerNorms, in the order ESPnet's EncoderLayer registers them.
 _NORMS = ("norm_ff", "norm_mha", "norm_ff_macaron", "norm_conv", "norm_final")

@@ -5,8 +5,8 @@
 # change nothing, and a user-style transcription of a wav file through the
 # packed model. The first run tests BPE tokens with the LSTM LM (stages 6-8);
 # a second one, from stage 2, the main job's path: speed perturbation,
-# characters, lexicon and word n-gram LM (stage 9). Takes 8-12 minutes on two CPU cores (more when
-# others load them).
+# characters, lexicon and word n-gram LM (stage 9). Takes 8-12 minutes on two
+# CPU cores (more when others load them).
 #
 #   local/ci_e2e.sh [--workdir DIR] [--keep true] [--mini_hours 0.1] [--python PY]
 set -euo pipefail
@@ -157,8 +157,9 @@ start=${SECONDS}
 ./run.sh --stage 2 "${char_opts[@]}" 2>&1 | tee run_char.log >&2
 log "e2e: stages 2-15 (speed perturbation, characters, lexicon) took $((SECONDS - start))s"
 # Stage 2-4: three copies of every training utterance, dumped at 16 kHz.
-check "$(wc -l <dump/raw/org/train_sp/wav.scp)" -eq "$((3 * $(wc -l <dump/raw/org/train/wav.scp)))"
-check "$(grep -c '^sp0.9-' dump/raw/org/train_sp/wav.scp)" -eq "$(wc -l <dump/raw/org/train/wav.scp)"
+n_train=$(wc -l <dump/raw/org/train/wav.scp)
+check "$(wc -l <dump/raw/org/train_sp/wav.scp)" -eq "$((3 * n_train))"
+check "$(grep -c '^sp0.9-' dump/raw/org/train_sp/wav.scp)" -eq "${n_train}"
 check -s exp/asr_stats_raw_en_char_sp/train/feats_stats.npz
 check "$(grep -c 'Stages 6-8: language model: skipped' run_char.log)" -eq 1
 check -s "${word_lm_exp}/lexicon.txt"
