@@ -141,9 +141,41 @@ def test_plan_keeps_sentences_and_voices_apart(austen_sentences) -> None:
     assert 7200 <= est["train-synth"] < 7200 + 60
     for name in ("dev-synth", "test-sentences-synth", "test-voices-synth"):
         assert 720 <= est[name] < 720 + 60
-    # Speakers take turns: the training set is balanced across speakers.
-    counts = Counter(j.speaker.id for j in by_subset["train-synth"])
-    assert max(counts.values()) - min(counts.values()) <= 1
+    # Speakers take turns: within an engine the training set is balanced, and
+    # each flite speaker has FLITE_TRAIN_TURNS x an espeak-ng speaker's share.
+    counts = Counter(j.speaker for j in by_subset["train-synth"])
+    turns = mini.FLITE_TRAIN_TURNS
+    flite = [n for s, n in counts.items() if s.voice.engine == "flite"]
+    espeak = [n for s, n in counts.items() if s.voice.engine == "espeak-ng"]
+    n_flite = sum(v.engine == "flite" for v in mini.TRAIN_VOICES)
+    assert len(flite) == n_flite and len(espeak) == len(mini.TRAIN_VOICES) - n_flite
+    assert max(flite) - min(flite) <= turns and max(espeak) - min(espeak) <= 1
+    assert abs(sum(flite) / len(flite) - turns * sum(espeak) / len(espeak)) <= turns
+    # The eval subsets stay one turn per speaker.
+    for name in ("dev-synth", "test-sentences-synth", "test-voices-synth"):
+        per_speaker = Counter(j.speaker.id for j in by_subset[name]).values()
+        assert max(per_speaker) - min(per_speaker) <= 1, name
+
+
+def test_flite_weighting_changes_only_the_training_set(
+    austen_sentences, monkeypatch
+) -> None:
+    weighted = mini.plan_corpus(austen_sentences, 0.5, seed=3)
+    monkeypatch.setattr(mini, "FLITE_TRAIN_TURNS", 1)
+    even = mini.plan_corpus(austen_sentences, 0.5, seed=3)
+    assert weighted[0] == even[0]  # the same speakers
+
+    def split(jobs):
+        train = [j for j in jobs if j.subset == "train-synth"]
+        return train, [j for j in jobs if j.subset != "train-synth"]
+
+    (train_w, eval_w), (train_e, eval_e) = split(weighted[1]), split(even[1])
+    assert eval_w == eval_e
+    share = [
+        sum(j.speaker.voice.engine == "flite" for j in t) / len(t)
+        for t in (train_w, train_e)
+    ]
+    assert share[0] > 1.5 * share[1]
 
 
 def test_plan_rejects_impossible_sizes(austen_sentences) -> None:
