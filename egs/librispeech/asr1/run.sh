@@ -69,10 +69,10 @@ case "${corpus}" in
             # Lexicon + word 3-gram decoding (stage 9); the character LSTM LM
             # of stages 6-8 instead: --use_word_lm false --use_lm true.
             --token_type char --use_word_lm true
-            # Speed perturbation, at the same 2736 steps (the config fixes
-            # 342 batches an epoch): unseen voices 36.7 / 34.6% WER against
-            # 39.6%, unseen sentences level within noise (README.md, "Main
-            # job"); ~50 s more.
+            # Speed perturbation, at the same number of steps (the config
+            # fixes 342 batches an epoch): unseen voices 36.7 / 34.6% WER
+            # against 39.6%, unseen sentences level within noise (README.md,
+            # "Main job"); ~50 s more.
             --speed_perturb_factors "0.9 1.0 1.1"
             --ngpu 0 --nj 2 --inference_nj 2
         )
