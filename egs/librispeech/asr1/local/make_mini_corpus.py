@@ -208,8 +208,9 @@ TRAIN_VOICES = (
 # so the weighting leaves them unchanged).  flite's voices are the hard ones:
 # with one turn each, its six speakers (29% of training) made 48% of the
 # test_sentences errors (40% WER against 17% for espeak-ng).  Two turns (44%
-# of training) gave 20.1 against 23.4% WER on test_sentences and 32.8 against
-# 34.6% on test_voices in the main job (recipe README, "Main job").
+# of training) gave 20.1 / 20.4% WER on test_sentences in two main-job runs
+# against 23.4%, flite's speakers 31% instead of 40%; three turns starved
+# espeak-ng (recipe README, "flite speakers weighted").
 FLITE_TRAIN_TURNS = 2
 # test-voices-synth only: a flite voice, an espeak-ng accent and two espeak-ng
 # variants (f5, m6) that no training speaker uses.
