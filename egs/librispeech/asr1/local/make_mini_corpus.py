@@ -418,21 +418,17 @@ def plan_corpus(
 
     jobs: list[Job] = []
     eval_seconds = eval_fraction * hours * 3600
+    # (subset, speakers, seconds, at least this many utterances, turns of a
+    # flite speaker); a speaker's extra turns follow the list before shuffling.
     targets = (
-        ("test-sentences-synth", train_speakers, eval_seconds, min_eval_utts),
-        ("dev-synth", train_speakers, eval_seconds, min_eval_utts),
-        ("test-voices-synth", held_out, eval_seconds, min_eval_utts),
-        ("train-synth", train_speakers, hours * 3600, 1),
+        ("test-sentences-synth", train_speakers, eval_seconds, min_eval_utts, 1),
+        ("dev-synth", train_speakers, eval_seconds, min_eval_utts, 1),
+        ("test-voices-synth", held_out, eval_seconds, min_eval_utts, 1),
+        ("train-synth", train_speakers, hours * 3600, 1, FLITE_TRAIN_TURNS),
     )
-    for subset, voices, seconds, min_utts in targets:
-        turn = voices[:]
-        if subset == "train-synth":
-            turn += [
-                s
-                for s in voices
-                for _ in range(FLITE_TRAIN_TURNS - 1)
-                if s.voice.engine == "flite"
-            ]
+    for subset, voices, seconds, min_utts, flite_turns in targets:
+        extra = [s for s in voices if s.voice.engine == "flite"] * (flite_turns - 1)
+        turn = voices + extra
         rng.shuffle(turn)
         counters: dict[str, int] = {}
         total = 0.0
