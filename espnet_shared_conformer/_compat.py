@@ -15,6 +15,8 @@ __all__ = [
     "ESPNET_HAS_SDPA",
     "ConformerEncoder",
     "LayerNorm",
+    "RelPositionMultiHeadedAttention",
+    "Swish",
     "TooShortUttError",
     "check_short_utt",
     "make_pad_mask",
@@ -35,6 +37,10 @@ _subsampling = _backend("transformer.subsampling")
 make_pad_mask = _nets_utils.make_pad_mask
 trim_by_ctc_posterior = _nets_utils.trim_by_ctc_posterior
 LayerNorm = _backend("transformer.layer_norm").LayerNorm
+RelPositionMultiHeadedAttention = _backend(
+    "transformer.attention"
+).RelPositionMultiHeadedAttention
+Swish = _backend("conformer.swish").Swish
 TooShortUttError = _subsampling.TooShortUttError
 check_short_utt = _subsampling.check_short_utt
 
