@@ -40,8 +40,12 @@ def _exporting() -> bool:
 
 
 def _all_real(mask: torch.Tensor) -> bool:
-    """True when ``mask`` marks every frame real: masking would change nothing."""
-    return bool(mask.all())
+    """True when ``mask`` marks every frame real: masking would change nothing.
+
+    Asked on the CPU only: on a GPU, reading the answer back would stall the
+    stream at every layer, and the masking it saves costs little there.
+    """
+    return mask.device.type == "cpu" and bool(mask.all())
 
 
 class Alias(nn.Module):

@@ -158,3 +158,10 @@ def test_encoder_blocks_take_the_fast_modules():
 def test_silu_equals_espnet_swish():
     x = torch.randn(1000) * 8
     torch.testing.assert_close(nn.SiLU()(x), Swish()(x), rtol=1e-6, atol=1e-7)
+
+
+def test_padding_is_checked_on_the_cpu_only():
+    assert modules._all_real(torch.ones(2, 1, 5, dtype=torch.bool))
+    assert not modules._all_real(_mask((5, 3), 5))
+    # Off the CPU the answer is never read back (a meta tensor has no data).
+    assert not modules._all_real(torch.ones(2, 1, 5, dtype=torch.bool, device="meta"))
