@@ -35,6 +35,7 @@ from espnet_shared_conformer.modules import (
     LayerNorms,
     LowRankLinear,
     RelPositionAttention,
+    _exporting,
     resolve,
 )
 from espnet_shared_conformer.plan import SharingPlan
@@ -396,12 +397,13 @@ class SharedConformerEncoder(AbsEncoder):
         if self.training and self.layer_drop_rate > 0:
             drop = torch.rand(plan.num_layers) < self.layer_drop_rate
         intermediate_outs = []
+        layer_masks = _layer_masks(masks)
         for layer, block_index in enumerate(plan.schedule):
             if drop is not None and drop[layer]:
                 continue
             block = self.encoders[block_index]
             norms = self.layer_norms[layer] if plan.per_layer_norms else block
-            x = block(x, pos_emb, masks, norms, self.stochastic_depth_rate[layer])
+            x = block(x, pos_emb, layer_masks, norms, self.stochastic_depth_rate[layer])
 
             if return_all_hs and not self.interctc_layer_idx:
                 intermediate_outs.append(x)
@@ -414,10 +416,25 @@ class SharedConformerEncoder(AbsEncoder):
                     x, masks, pos_emb = trim_by_ctc_posterior(
                         x, ctc.softmax(encoder_out), masks, pos_emb
                     )
+                    layer_masks = _layer_masks(masks)
 
         if self.normalize_before:
             x = self.after_norm(x)
         return x, masks, intermediate_outs
+
+
+def _layer_masks(masks: torch.Tensor) -> Optional[torch.Tensor]:
+    """The mask the layers get: None when nothing is padded, on the CPU.
+
+    The attention and convolution modules then skip their masking, which
+    would change nothing. The question is asked once per forward, on the CPU
+    only: on a GPU reading the answer back would stall the stream, and the
+    masking costs little there. Exports keep the mask, so that their graph
+    masks whatever it is given.
+    """
+    if masks.device.type == "cpu" and not _exporting() and bool(masks.all()):
+        return None
+    return masks
 
 
 # (kernel, stride) of the time-axis convolutions of ESPnet's subsampling layers.

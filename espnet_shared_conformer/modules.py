@@ -28,8 +28,8 @@ __all__ = [
 def _exporting() -> bool:
     """True while TorchScript traces or scripts, or ONNX exports, this code.
 
-    The faster paths below branch on data (is anything padded?) and use
-    strided views that the exporters cannot follow; exports take ESPnet's own
+    The faster paths branch on data (is anything padded?) and use strided
+    views that the exporters cannot follow; exports take ESPnet's own
     computation instead.
     """
     return (
@@ -37,15 +37,6 @@ def _exporting() -> bool:
         or torch.jit.is_scripting()
         or torch.onnx.is_in_onnx_export()
     )
-
-
-def _all_real(mask: torch.Tensor) -> bool:
-    """True when ``mask`` marks every frame real: masking would change nothing.
-
-    Asked on the CPU only: on a GPU, reading the answer back would stall the
-    stream at every layer, and the masking it saves costs little there.
-    """
-    return mask.device.type == "cpu" and bool(mask.all())
 
 
 class Alias(nn.Module):
@@ -172,7 +163,6 @@ class RelPositionAttention(RelPositionMultiHeadedAttention):
       column, copies and slices;
     - ``1 / sqrt(d_k)`` scales the two query tensors (T x d) rather than the
       score matrix (H x T x T); with d_k a power of 4 this is exact;
-    - the two ``masked_fill`` passes are skipped when no frame is padded.
 
     ``use_sdpa``, ``zero_triu`` and exports keep ESPnet's computation. Blocks
     take ESPnet's module over with :meth:`adopt`, so the weights, their
@@ -207,7 +197,7 @@ class RelPositionAttention(RelPositionMultiHeadedAttention):
         matrix_bd = torch.matmul(q_v, p.permute(0, 2, 3, 1)).contiguous()
         scores = torch.matmul(q_u, k.transpose(-2, -1)).add_(_rel_shift(matrix_bd))
         padded = None
-        if mask is not None and not _all_real(mask):
+        if mask is not None:
             padded = mask.unsqueeze(1).eq(0)  # (B, 1, 1|T1, T2)
             scores.masked_fill_(padded, torch.finfo(scores.dtype).min)
         attn = torch.softmax(scores, dim=-1)
@@ -243,12 +233,7 @@ def _depthwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     channels-first first, and costs ~10x more (0.08 against 0.85 ms for
     d = 256, T = 249, kernel 31, 2 threads).
     """
-    if (
-        type(conv) is not nn.Conv1d
-        or conv.padding_mode != "zeros"
-        or isinstance(conv.padding, str)
-        or _exporting()
-    ):
+    if type(conv) is not nn.Conv1d or _exporting():
         return conv(x.transpose(1, 2))
     y = F.conv2d(
         x.transpose(1, 2).unsqueeze(2),
@@ -303,7 +288,7 @@ class ConvolutionModule(nn.Module):
     ) -> torch.Tensor:
         """Map ``x`` (B, T, d) to (B, T, d); ``mask_pad`` (B, 1, T): True if real."""
         x = F.glu(_pointwise(self.pointwise_conv1, x), dim=-1)  # (B, T, d)
-        if mask_pad is not None and (_exporting() or not _all_real(mask_pad)):
+        if mask_pad is not None:
             x = x.masked_fill(~mask_pad.transpose(1, 2).bool(), 0.0)
         # When blocks repeat, this BatchNorm sees every depth that runs the
         # block, so its running statistics average over those depths.

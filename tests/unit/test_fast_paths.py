@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from espnet_shared_conformer import _compat, modules
+from espnet_shared_conformer import encoder as encoder_module
 from espnet_shared_conformer._compat import (
     ESPNET_HAS_SDPA,
     RelPositionMultiHeadedAttention,
@@ -161,7 +162,10 @@ def test_silu_equals_espnet_swish():
 
 
 def test_padding_is_checked_on_the_cpu_only():
-    assert modules._all_real(torch.ones(2, 1, 5, dtype=torch.bool))
-    assert not modules._all_real(_mask((5, 3), 5))
+    full = torch.ones(2, 1, 5, dtype=torch.bool)
+    assert encoder_module._layer_masks(full) is None
+    padded = _mask((5, 3), 5)
+    assert encoder_module._layer_masks(padded) is padded
     # Off the CPU the answer is never read back (a meta tensor has no data).
-    assert not modules._all_real(torch.ones(2, 1, 5, dtype=torch.bool, device="meta"))
+    on_meta = torch.ones(2, 1, 5, dtype=torch.bool, device="meta")
+    assert encoder_module._layer_masks(on_meta) is on_meta
