@@ -169,3 +169,76 @@ def test_padding_is_checked_on_the_cpu_only():
     # Off the CPU the answer is never read back (a meta tensor has no data).
     on_meta = torch.ones(2, 1, 5, dtype=torch.bool, device="meta")
     assert encoder_module._layer_masks(on_meta) is on_meta
+
+
+def _calls(module):
+    """A list that grows by one every time ``module`` itself runs."""
+    calls = []
+    module.register_forward_pre_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def _channels_last(lengths=(40, 29)):
+    """A (B, d, T) depthwise output in the layout ``_depthwise`` gives."""
+    torch.manual_seed(0)
+    conv = nn.Conv1d(D_MODEL, D_MODEL, 7, padding=3, groups=D_MODEL)
+    x = torch.randn(len(lengths), max(lengths), D_MODEL)
+    return modules._depthwise(conv, x).detach()
+
+
+def _batch_norm():
+    torch.manual_seed(1)
+    norm = nn.BatchNorm1d(D_MODEL)
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.normal_()
+        norm.bias.normal_()
+    return norm
+
+
+def test_batch_norm_in_eval_takes_the_image_view():
+    x = _channels_last()
+    assert x.stride(1) == 1  # channels-last: the case the fast path is for
+    norm = _batch_norm().eval()
+    want = norm(x)
+    calls = _calls(norm)
+    got = modules._normalize(norm, x)
+    assert not calls
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_in_training_keeps_the_module():
+    x = _channels_last()
+    ref, norm = _batch_norm().train(), _batch_norm().train()
+    calls = _calls(norm)
+    torch.testing.assert_close(modules._normalize(norm, x), ref(x))
+    assert len(calls) == 1
+    # Batch statistics were used and the running ones updated, as ESPnet's do.
+    torch.testing.assert_close(norm.running_mean, ref.running_mean)
+    assert norm.num_batches_tracked.item() == 1
+
+
+def test_batch_norm_without_running_statistics_keeps_the_module():
+    x = _channels_last()
+    norm = nn.BatchNorm1d(D_MODEL, track_running_stats=False).eval()
+    calls = _calls(norm)
+    modules._normalize(norm, x)
+    assert len(calls) == 1
+
+
+def test_lowrank_linear_applies_swapped_in_factors():
+    torch.manual_seed(0)
+    layer = modules.LowRankLinear(D_MODEL, 10, rank=4)
+    x = torch.randn(2, 5, D_MODEL)
+    want = x @ layer.a.weight.T @ layer.b.weight.T + layer.bias
+    torch.testing.assert_close(layer(x), want)
+    # A factor that is no plain nn.Linear (as after dynamic int8 quantization)
+    # runs as a module, bias still added once.
+    for name in ("a", "b"):
+        swapped = copy.deepcopy(layer)
+        factor = getattr(swapped, name)
+        setattr(swapped, name, nn.Sequential(factor))
+        calls = _calls(factor)
+        torch.testing.assert_close(swapped(x), want)
+        assert len(calls) == 1
