@@ -135,9 +135,9 @@ class LowRankLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The factors' weights go to F.linear directly: two module calls cost
-        # ~6 us, as much as a rank-64 product of 4 frames. A swapped-in
-        # factor (e.g. dynamically quantized) applies itself.
+        # The factors' weights go to F.linear directly, without two module
+        # calls (18.6 against 20.8 us a call at 4 frames, d = 256, rank 64).
+        # A swapped-in factor (e.g. dynamically quantized) applies itself.
         a, b = resolve(self.a), resolve(self.b)
         h = F.linear(x, a.weight) if type(a) is nn.Linear else a(x)  # (..., r)
         if type(b) is nn.Linear:
