@@ -80,19 +80,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def watch(args: argparse.Namespace) -> List[Window]:
     """Alternate the two blocks candidates for ``args.seconds``, by window."""
-    setting = Setting(
-        input_size=args.input_size,
-        output_size=args.output_size,
-        attention_heads=args.attention_heads,
-        linear_units=args.linear_units,
-        num_blocks=args.num_blocks,
-        macaron_style=True,
-        rel_pos_type="latest",
-        cnn_module_kernel=args.cnn_module_kernel,
-        frames=args.frames,
-        batch=1,
-        threads=args.threads,
-        seed=args.seed,
+    setting = Setting.from_args(
+        args, macaron_style=True, rel_pos_type="latest", batch=1
     )
     xs, ilens = make_input(setting)
     steps = {}

@@ -44,7 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import espnet
@@ -82,6 +82,12 @@ class Setting:
     batch: int
     threads: int
     seed: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **fixed: Any) -> "Setting":
+        """The setting named by command-line ``args``; ``fixed`` fields win."""
+        named = (f.name for f in fields(cls) if f.name not in fixed)
+        return cls(**{name: getattr(args, name) for name in named}, **fixed)
 
     def encoder_options(self, **overrides: Any) -> Dict[str, Any]:
         """Constructor arguments shared by both encoders, with ``overrides``."""
@@ -920,20 +926,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(memory_child(json.loads(args.memory_child))))
         return 0
 
-    setting = Setting(
-        input_size=args.input_size,
-        output_size=args.output_size,
-        attention_heads=args.attention_heads,
-        linear_units=args.linear_units,
-        num_blocks=args.num_blocks,
-        macaron_style=args.macaron_style,
-        rel_pos_type=args.rel_pos_type,
-        cnn_module_kernel=args.cnn_module_kernel,
-        frames=args.frames,
-        batch=args.batch,
-        threads=args.threads,
-        seed=args.seed,
-    )
+    setting = Setting.from_args(args)
     torch.set_num_threads(setting.threads)
     rng = random.Random(setting.seed)
     machine = machine_info()
