@@ -7,24 +7,31 @@
 #   make demo   the same set-up, then the LibriSpeech recipe end to end on the
 #               bundled mini corpus (default config)
 #   make lint   ruff and shellcheck
+#   make lock   re-resolve the lock files (.ci/requirements-py3*.txt) on purpose
 #
-# uv, not pip, installs ESPnet: pip refuses ESPnet's ci_sdr dependency (its
-# metadata names a direct URL). torch and torchaudio are pinned to one minor
-# version because ESPnet's ASR task imports torchaudio, which must match torch.
+# Both environments install exactly what the committed lock files name, with
+# hashes, so a registry publishing a new release cannot change them; `make
+# lock` is the only way they move. setup.py keeps ranges for people who
+# install the package into their own ESPnet; tests/unit/test_locks.py checks
+# that every locked version lies inside them. uv, not pip, installs: pip
+# refuses ESPnet 202511's ci_sdr dependency (its metadata names a direct URL).
 
 SHELL := /bin/bash
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 PY312 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12.*/bin/python) $(shell command -v python3.12))
 PY311 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11.*/bin/python) $(shell command -v python3.11))
-TORCH_PINS := "torch==2.11.*" "torchaudio==2.11.*"
+UV_VERSION := 0.13.9
+LOCK_312 := .ci/requirements-py312.txt
+LOCK_311 := .ci/requirements-py311.txt
+LOCK_FLAGS := --quiet --generate-hashes --python-platform x86_64-unknown-linux-gnu
 PYTEST_ARGS ?=
 
 DEBIAN_PACKAGES := $(shell grep -v '^\#' .ci/debian-packages.txt)
 
-.PHONY: test test-312 test-311 e2e demo lint system-deps clean-venv help uv
+.PHONY: test test-312 test-311 e2e demo lint lock system-deps clean-venv help uv
 
 help:
-	@sed -n '3,11p' Makefile
+	@sed -n '3,12p' Makefile
 
 # Installs only what is missing, through sudo when not root.
 system-deps:
@@ -37,19 +44,35 @@ system-deps:
 	fi
 
 uv:
-	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@[ "$$(uv --version 2>/dev/null | cut -d' ' -f2)" = "$(UV_VERSION)" ] || \
+		python3 -m pip install --quiet "uv==$(UV_VERSION)"
 
-.venv/.installed: setup.py | uv
+# sync makes the environment exactly the lock (nothing more, nothing less);
+# the package itself goes in editable without touching the locked set, and the
+# set-up ends by importing what every ESPnet process imports.
+.venv/.installed: $(LOCK_312) setup.py | uv
 	@test -n "$(PY312)" || { echo "Python 3.12 not found (set PY312=...)" >&2; exit 2; }
 	uv venv --quiet --allow-existing -p "$(PY312)" .venv
-	VIRTUAL_ENV=$(CURDIR)/.venv uv pip install --quiet "espnet==202611" $(TORCH_PINS) -e ".[test,dev]"
+	VIRTUAL_ENV=$(CURDIR)/.venv uv pip sync --quiet $(LOCK_312)
+	VIRTUAL_ENV=$(CURDIR)/.venv uv pip install --quiet --no-deps --no-build-isolation -e .
+	.venv/bin/python -m espnet_shared_conformer.check_env
 	touch $@
 
-.venv311/.installed: setup.py | uv
+.venv311/.installed: $(LOCK_311) setup.py | uv
 	@test -n "$(PY311)" || { echo "Python 3.11 not found (set PY311=...)" >&2; exit 2; }
 	uv venv --quiet --allow-existing -p "$(PY311)" .venv311
-	VIRTUAL_ENV=$(CURDIR)/.venv311 uv pip install --quiet "espnet==202511" $(TORCH_PINS) -e ".[test]"
+	VIRTUAL_ENV=$(CURDIR)/.venv311 uv pip sync --quiet $(LOCK_311)
+	VIRTUAL_ENV=$(CURDIR)/.venv311 uv pip install --quiet --no-deps --no-build-isolation -e .
+	.venv311/bin/python -m espnet_shared_conformer.check_env
 	touch $@
+
+# Re-resolves both lock files from setup.py and the pins in .ci/*.in. Run it
+# on purpose, review the diff, and run `make test` before committing it.
+lock: | uv
+	uv pip compile $(LOCK_FLAGS) --python-version 3.12 --extra test --extra dev \
+		setup.py .ci/requirements-py312.in -o $(LOCK_312)
+	uv pip compile $(LOCK_FLAGS) --python-version 3.11 --extra test \
+		setup.py .ci/requirements-py311.in -o $(LOCK_311)
 
 test-312: system-deps .venv/.installed
 	.venv/bin/python -m pytest tests $(PYTEST_ARGS)
