@@ -11,9 +11,14 @@ files) or Kaldi fbank features (``--feats_type fbank``: ``feats.scp`` +
 ``--fs``), ``text``, ``utt2spk``, ``spk2utt`` and the marker files
 ``feats_type`` and ``audio_format``.
 
-The output is built under ``OUT.tmp`` and renamed to ``OUT`` only when every
-utterance succeeded: an error (naming the file and line) leaves any previous
-``OUT`` untouched and no partial one.
+Bad audio is judged by ``audio_io``, the loader data preparation and
+``transcribe.py`` use too. Every audio file is decoded and checked before
+anything is written; all the bad ones are reported (``wav.scp`` line, path and
+reason: "empty file", "NaN/inf samples ...") and nothing is written. Commands
+(``... |``, e.g. speed perturbation) run once, while writing: the output is
+built under ``OUT.tmp`` and renamed to ``OUT`` only when every utterance
+succeeded, so an error there too leaves any previous ``OUT`` untouched and no
+partial one. Exit status 1 for bad input.
 """
 
 import argparse
@@ -28,7 +33,14 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import soundfile
-from audio_io import MIN_INPUT_RATE, AudioError, kaldi_fbank, load_audio
+from audio_io import (
+    MIN_INPUT_RATE,
+    AudioError,
+    check_audio,
+    is_command,
+    kaldi_fbank,
+    load_audio,
+)
 from kaldi_dir import (
     DataDirError,
     read_data_dir,
@@ -39,7 +51,23 @@ from kaldi_dir import (
 
 #: Output files are spread over sub-directories of this many utterances each.
 UTTS_PER_PART = 10000
+#: Bad files listed in one error message; the rest are counted.
+MAX_REPORTED = 50
 _FORMATS = {"flac": "FLAC", "wav": "WAV"}
+
+
+class BadAudio(Exception):
+    """Some utterances' audio is bad; the message lists each one's line and reason."""
+
+    def __init__(self, in_dir: Path, problems: List[str]) -> None:
+        shown = problems[:MAX_REPORTED]
+        if len(problems) > MAX_REPORTED:
+            shown.append(f"... and {len(problems) - MAX_REPORTED} more")
+        super().__init__(
+            f"{len(problems)} utterance(s) of {in_dir} with bad audio; nothing "
+            "written:\n  " + "\n  ".join(shown)
+        )
+        self.problems = problems
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -86,7 +114,7 @@ class _Job:
         try:
             samples = load_audio(entry, self.fs, self.min_input_fs)
         except AudioError as e:
-            return index, utt, None, str(e)
+            return index, utt, None, e.reason
         if self.feats_type == "fbank":
             return index, utt, len(samples), kaldi_fbank(samples, self.fs, self.n_mels)
         path = self.tmp_dir / _relative_audio_path(index, utt, self.audio_format)
@@ -101,6 +129,16 @@ class _Job:
             subtype="PCM_16",
         )
         return index, utt, len(samples), None
+
+
+class _Check:
+    """Decode one file entry and return its problem, or None (picklable)."""
+
+    def __init__(self, min_input_fs: int) -> None:
+        self.min_input_fs = min_input_fs
+
+    def __call__(self, entry: str) -> Optional[str]:
+        return check_audio(entry, self.min_input_fs)
 
 
 def _init_worker() -> None:
@@ -135,6 +173,7 @@ class _Progress:
 def dump(args: argparse.Namespace) -> None:
     data = read_data_dir(args.in_dir)
     utts = data.utts
+    _check_files(args, data, utts)
     out_dir: Path = args.out_dir
     tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
     if tmp_dir.exists():
@@ -146,6 +185,34 @@ def dump(args: argparse.Namespace) -> None:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     replace_dir(tmp_dir, out_dir)
+
+
+def _map(args: argparse.Namespace, function, items: list):
+    """``function`` over ``items``, in ``--nj`` worker processes when > 1."""
+    nj = max(1, min(args.nj, len(items)))
+    if nj == 1:
+        return list(map(function, items))
+    # Forking is fast, but forking a process in which torch already runs
+    # threads (a caller imported it) can deadlock; then start the workers
+    # from a clean server process instead.
+    method = "forkserver" if "torch" in sys.modules else "fork"
+    context = multiprocessing.get_context(method)
+    with context.Pool(nj, initializer=_init_worker) as pool:
+        return pool.map(function, items, chunksize=8)
+
+
+def _check_files(args: argparse.Namespace, data, utts: List[str]) -> None:
+    """Decode every file entry (not commands: they run once, while writing)
+    and raise :class:`BadAudio` naming each bad one, before anything is written."""
+    files = [utt for utt in utts if not is_command(data.audio[utt])]
+    problems = _map(args, _Check(args.min_input_fs), [data.audio[u] for u in files])
+    bad = [
+        f"{data.audio.where(utt)}: {data.audio[utt]}: {problem}"
+        for utt, problem in zip(files, problems, strict=True)
+        if problem is not None
+    ]
+    if bad:
+        raise BadAudio(args.in_dir, bad)
 
 
 def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> None:
@@ -171,11 +238,16 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
             results = pool.imap(job, items, chunksize=8)
         else:
             results = map(job, items)
+        bad = []
         try:
             for done, (index, utt, length, payload) in enumerate(results, 1):
+                progress.update(done)
                 if length is None:
                     where = data.audio.where(utt)
-                    raise AudioError(f"{where}: {payload}")
+                    bad.append(f"{where}: {data.audio[utt]}: {payload}")
+                    continue
+                if bad:  # failing anyway: only look for more bad entries
+                    continue
                 num_samples[utt] = str(length)
                 if args.feats_type == "fbank":
                     part = index // UTTS_PER_PART + 1
@@ -196,10 +268,11 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
                             ),
                         )
                     )
-                progress.update(done)
         finally:
             if ark is not None:
                 ark.close()
+    if bad:
+        raise BadAudio(args.in_dir, bad)
 
     if args.feats_type == "fbank":
         write_table(tmp_dir / "feats.scp", scp_rows)
@@ -235,7 +308,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         dump(args)
-    except (DataDirError, AudioError) as e:
+    except (DataDirError, AudioError, BadAudio) as e:
         print(f"dump_audio: ERROR: {e}", file=sys.stderr)
         return 1
     return 0

@@ -14,7 +14,9 @@ Two transcript formats:
   counted in the log.
 
 Audio stays as it is (16 kHz LibriVox, 8 kHz Asterisk); the dump stage
-resamples.  Utterance ids are ``<speaker>-<name>`` (``/`` in names becomes
+resamples.  Every file is decoded first by ``audio_io``, the loader of the
+dump stage and ``transcribe.py``; each bad one is reported with its reason and
+nothing is written.  Utterance ids are ``<speaker>-<name>`` (``/`` in names becomes
 ``_``).
 
     python local/prepare_real_clips.py --format sphinx --speaker librivox \\
@@ -144,9 +146,12 @@ def prepare(
     utts = reader(transcripts, audio_dir, speaker)
     if not utts:
         raise StageError(f"{transcripts}: no usable utterance")
-    problems = [f"{u.audio}: {p}" for u in utts if (p := check_audio_file(u.audio))]
+    problems = [p for u in utts if (p := check_audio_file(u.audio))]
     if problems:
-        raise StageError("unreadable audio:\n" + "\n".join(problems))
+        raise StageError(
+            f"{len(problems)} bad audio file(s); {dst} not written:\n"
+            + "\n".join(problems)
+        )
     write_data_dir(dst, utts, marker=marker)
     log(f"wrote {dst}: {len(utts)} utterances")
     return True

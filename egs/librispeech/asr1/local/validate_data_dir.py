@@ -6,8 +6,10 @@ ids are unique and sorted as ``LC_ALL=C sort`` sorts them; wav.scp, text and
 utt2spk list the same utterances; every utterance id starts with its speaker
 id; spk2utt is exactly utt2spk inverted; no transcript is empty; transcripts
 use LibriSpeech's alphabet (A-Z, apostrophe, space); every audio file exists.
-With ``--check_audio`` each audio file is also opened with soundfile and must
-report a sample rate and at least one frame.
+With ``--check_audio`` each audio file is also decoded by ``audio_io``, the
+loader the dump stage and ``transcribe.py`` use, and must be good audio there
+(not empty, a format libsndfile reads, samples, a rate of at least 8 kHz, not
+truncated, no NaN/inf samples); every bad file is reported with the reason.
 
 Each error names the file and line.  Exit status: 0 when clean, 1 otherwise.
 
@@ -85,17 +87,12 @@ def _audio_path(value: str) -> Optional[str]:
 
 
 def check_audio_file(path: str) -> Optional[str]:
-    import soundfile  # only needed with --check_audio
+    """``None`` when ``path`` is good audio, else ``"cannot read audio <path>:
+    <reason>"``, the reason from ``audio_io`` (the whole file is decoded)."""
+    from audio_io import check_audio  # sibling module in local/
 
-    try:
-        info = soundfile.info(path)
-    except Exception as e:  # soundfile raises several types for bad files
-        return f"cannot read audio {path}: {e}"
-    if not info.samplerate or info.samplerate <= 0:
-        return f"no sample rate in {path}"
-    if info.frames <= 0:
-        return f"no audio frames in {path}"
-    return None
+    problem = check_audio(path, allow_command=False)
+    return None if problem is None else f"cannot read audio {path}: {problem}"
 
 
 def validate_data_dir(
@@ -228,7 +225,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--check_audio",
         action="store_true",
-        help="open every audio file with soundfile",
+        help="decode every audio file and check its samples",
     )
     parser.add_argument(
         "--no_check_charset",
