@@ -34,6 +34,9 @@ nj=4                       # parallel jobs for dumping and collect-stats
 inference_nj=4             # parallel decoding jobs (all test sets together)
 ngpu=1                     # GPUs per node for training (0: CPU)
 num_nodes=1                # nodes for training (needs a cluster cmd in cmd.sh)
+dist_backend=              # DDP backend, nccl or gloo; empty: nccl with GPUs, gloo with --ngpu 0
+master_addr=               # host of the rank-0 training process, multi-node (needs --master_port)
+master_port=               # TCP port of the rank-0 training process; empty: multi-node ranks meet through a file under the experiment dir, one node picks a free port
 gpu_inference=false        # decode on GPU
 python=python3             # Python interpreter with ESPnet and this package
 local_data_opts=           # options passed to local/data.sh in stage 1
@@ -101,6 +104,26 @@ check_choice bpemode unigram bpe
 check_choice use_lm true false
 check_choice use_word_lm true false
 check_choice gpu_inference true false
+if [ -n "${dist_backend}" ]; then
+    check_choice dist_backend nccl gloo
+    [ "${dist_backend}" = gloo ] || [ "${ngpu}" -gt 0 ] ||
+        _die_usage "--dist_backend nccl needs GPUs; with --ngpu 0 use gloo"
+elif [ "${ngpu}" -gt 0 ]; then
+    dist_backend=nccl
+else
+    dist_backend=gloo
+fi
+if [ -n "${master_port}" ]; then
+    if ! [[ "${master_port}" =~ ^[1-9][0-9]{0,4}$ ]] || [ "${master_port}" -gt 65535 ]; then
+        _die_usage "--master_port must be a TCP port number (1-65535), got '${master_port}'"
+    fi
+fi
+if [ -n "${master_addr}" ]; then
+    [[ "${master_addr}" =~ ^[A-Za-z0-9_.:]([A-Za-z0-9_.:-]*)$ ]] ||
+        _die_usage "--master_addr must be a host name or IP address, got '${master_addr}'"
+    [ -n "${master_port}" ] ||
+        _die_usage "--master_addr needs --master_port (ESPnet's launcher uses the address only with a port)"
+fi
 [ -n "${train_set}" ] || _die_usage "--train_set is required"
 [ -n "${valid_set}" ] || _die_usage "--valid_set is required"
 [ -n "${test_sets}" ] || _die_usage "--test_sets is required"
@@ -290,14 +313,32 @@ kill_tree() {
 # Training and decoding run in the background while this shell waits; when
 # the run is stopped (Ctrl-C, kill), stop them too rather than leave them
 # running on their own.
+# A terminal that hangs up (a dropped SSH session) sends SIGHUP: handled
+# the same way, so that no training goes on without its recipe.
 on_signal() {
-    trap - INT TERM
-    log "Interrupted: stopping running jobs"
+    trap - INT TERM HUP
+    log "Interrupted (SIG$1): stopping running jobs"
     # shellcheck disable=SC2046  # one PID per word
     kill_tree $(jobs -p)
-    exit 130
+    exit $((128 + $(kill -l "$1")))
 }
-trap on_signal INT TERM
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+trap 'on_signal HUP' HUP
+
+# launch_opts: the options of ESPnet's launcher (python -m espnet2.bin.launch)
+# for LM and ASR training; dist_opts: the training command's own DDP options.
+# The launcher hands --master_addr/--master_port to every rank (as
+# --dist_master_addr/--dist_master_port) only when training spans nodes; on
+# one node ESPnet's multi-GPU mode reads --dist_master_port itself (its ranks
+# meet on localhost). The backend is a training option: the launcher has none.
+launch_opts=(--ngpu "${ngpu}" --num_nodes "${num_nodes}")
+dist_opts=(--dist_backend "${dist_backend}")
+if [ -n "${master_port}" ]; then
+    launch_opts+=(--master_port "${master_port}")
+    [ -z "${master_addr}" ] || launch_opts+=(--master_addr "${master_addr}")
+    [ "${num_nodes}" -gt 1 ] || dist_opts+=(--dist_master_port "${master_port}")
+fi
 
 # token_opts: the tokenizer options every ESPnet binary here needs.
 token_opts=(
@@ -485,14 +526,14 @@ if [ "${use_lm}" = true ]; then
             mkdir -p "${lm_exp}"
             # shellcheck disable=SC2086
             ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name lm_train" \
-                --log "${lm_exp}/train.log" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
+                --log "${lm_exp}/train.log" "${launch_opts[@]}" \
                 --init_file_prefix "${lm_exp}/.dist_init_" --multiprocessing_distributed true -- \
                 ${python} -m espnet2.bin.lm_train --use_preprocessor true "${token_opts[@]}" \
                 --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
                 --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
                 --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
                 --valid_shape_file "${lm_stats_dir}/valid/text_shape.${token_type}" \
-                --fold_length "${text_fold_length}" --resume true \
+                --fold_length "${text_fold_length}" --resume true "${dist_opts[@]}" \
                 --output_dir "${lm_exp}" --config "${lm_config}" ${lm_args} &
             wait_with_log $! "${lm_exp}/train.log" || die "LM training failed; see ${lm_exp}/train.log"
             [ -e "${lm_exp}/${inference_lm}" ] || die "LM training wrote no ${lm_exp}/${inference_lm}"
@@ -576,6 +617,80 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
 fi
 
 # ---------------------------------------------------------------- stage 11
+# What a training was started from is recorded in ${asr_exp}/.train_inputs
+# when it starts (so a killed run has it too): a copy of each input of the
+# stage's fingerprint, and of the data and token markers behind the
+# statistics. Resuming from other inputs would silently mix two experiments.
+train_input_files=(
+    "asr_config.yaml=${asr_config}"
+    "stats.done=${asr_stats_dir}/.done"
+    "train_data.done=${data_feats}/${train_set}/.done"
+    "valid_data.done=${data_feats}/${valid_set}/.done"
+    "tokens.done=${token_dir}/.done"
+)
+train_input_what=(
+    "the config ${asr_config}"
+    "the statistics ${asr_stats_dir} (stage 10 was redone)"
+    "the training data ${data_feats}/${train_set} (stages 2-4 were redone)"
+    "the validation data ${data_feats}/${valid_set} (stages 3-4 were redone)"
+    "the token list ${token_dir} (stage 5 was redone)"
+)
+
+# train_options: the options of the training command that the fingerprint holds.
+train_options() {
+    printf -- '--asr_args %s\n' "${asr_args}"
+    printf '%s\n' "${frontend_opts[*]}"
+}
+
+# record_train_inputs DIR FP: write the record of what DIR's training starts from.
+record_train_inputs() {
+    local dir=$1/.train_inputs entry
+    rm -rf "${dir}.tmp"
+    mkdir -p "${dir}.tmp"
+    for entry in "${train_input_files[@]}"; do
+        [ -f "${entry#*=}" ] || die "Stage 11: no ${entry#*=}; run the stages before 11"
+        cp "${entry#*=}" "${dir}.tmp/${entry%%=*}"
+    done
+    train_options >"${dir}.tmp/options"
+    printf '%s\n' "$2" >"${dir}.tmp/fingerprint"
+    replace_dir "${dir}.tmp" "${dir}"
+}
+
+# check_train_inputs DIR FP: when DIR holds a (possibly unfinished) training,
+# die if it was trained from other inputs than stage 11 has now, naming them.
+check_train_inputs() {
+    local exp=$1 fp=$2 dir=$1/.train_inputs i entry changes=()
+    [ -e "${exp}/checkpoint.pth" ] || [ -f "${exp}/.done" ] || return 0
+    if [ ! -f "${dir}/fingerprint" ]; then
+        # Trained before the record existed: only its .done fingerprint tells.
+        if [ -f "${exp}/.done" ]; then
+            log "ERROR: Stage 11: the config, statistics or --asr_args changed since ${exp} was trained" \
+                "(its fingerprint differs; it has no record of which input)."
+            die "Stage 11: to start afresh, remove ${exp} (rm -r ${exp}) or set --asr_tag to train into another directory"
+        fi
+        log "WARNING: ${exp} has a checkpoint but no record of its inputs: resuming it unchecked"
+        return 0
+    fi
+    for i in "${!train_input_files[@]}"; do
+        entry=${train_input_files[i]}
+        cmp -s "${dir}/${entry%%=*}" "${entry#*=}" 2>/dev/null || changes+=("${train_input_what[i]}")
+    done
+    if ! train_options | cmp -s "${dir}/options" -; then
+        changes+=("the options: was $(paste -sd' ' "${dir}/options"), now $(train_options | paste -sd' ' -)")
+    fi
+    [ ${#changes[@]} -gt 0 ] || [ "$(cat "${dir}/fingerprint")" = "${fp}" ] ||
+        changes+=("the fingerprint of its inputs")
+    [ ${#changes[@]} -gt 0 ] || return 0
+    log "ERROR: Stage 11: ${exp} holds a training of other inputs than it would resume with now;" \
+        "changed since it started:"
+    for entry in "${changes[@]}"; do log "  - ${entry}"; done
+    if [[ " ${changes[*]} " == *" the config "* ]]; then
+        log "  config it was trained with: ${dir}/asr_config.yaml; diff -u ${dir}/asr_config.yaml ${asr_config}"
+    fi
+    die "Stage 11: to start afresh, remove ${exp} (rm -r ${exp}) or set --asr_tag to train into another directory;" \
+        "to resume it, restore the inputs it was trained with"
+}
+
 if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
     log "Stage 11: ASR training (${ngpu} GPU x ${num_nodes} node): ${data_feats}/${train_set} -> ${asr_exp}"
     t0=${SECONDS}
@@ -584,19 +699,24 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
     if is_done "${asr_exp}" "${fp}"; then
         log "Stage 11: ${asr_exp} is up to date"
     else
-        if [ -f "${asr_exp}/.done" ]; then
-            log "WARNING: the config or data changed since ${asr_exp} was trained; ESPnet resumes" \
-                "from its last checkpoint. Remove ${asr_exp} or set --asr_tag to start afresh."
-        fi
+        # A training still running in this directory (another run.sh, or one
+        # left behind) holds its lock: stop before the launcher moves its log.
+        ${python} -m espnet_shared_conformer.training --check_lock "${asr_exp}" ||
+            die "Stage 11: ${asr_exp} is in use"
+        check_train_inputs "${asr_exp}" "${fp}"
         mkdir -p "${asr_exp}"
         rm -f "${asr_exp}/.done"
+        record_train_inputs "${asr_exp}" "${fp}"
+        if [ -e "${asr_exp}/checkpoint.pth" ]; then
+            log "Stage 11: resuming from ${asr_exp}/checkpoint.pth (the last completed epoch)"
+        fi
         log "Stage 11: log: ${asr_exp}/train.log"
         train_opts=()
         for triple in ${train_data}; do train_opts+=(--train_data_path_and_name_and_type "${triple}"); done
         for triple in ${valid_data}; do train_opts+=(--valid_data_path_and_name_and_type "${triple}"); done
         # shellcheck disable=SC2086  # asr_args is a list of options
         ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name asr_train" \
-            --log "${asr_exp}/train.log" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
+            --log "${asr_exp}/train.log" "${launch_opts[@]}" \
             --init_file_prefix "${asr_exp}/.dist_init_" --multiprocessing_distributed true -- \
             ${python} -m espnet_shared_conformer.bin.asr_train --use_preprocessor true \
             "${token_opts[@]}" "${train_opts[@]}" \
@@ -608,7 +728,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
             --resume true --output_dir "${asr_exp}" --config "${asr_config}" \
             "${frontend_opts[@]}" --normalize global_mvn \
             --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz" \
-            ${asr_args} &
+            "${dist_opts[@]}" ${asr_args} &
         wait_with_log $! "${asr_exp}/train.log" || die "ASR training failed; see ${asr_exp}/train.log"
         [ -e "${asr_exp}/${inference_asr_model}" ] || die "training wrote no ${asr_exp}/${inference_asr_model}"
         mark_done "${asr_exp}" "${fp}"

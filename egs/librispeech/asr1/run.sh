@@ -108,4 +108,6 @@ case "${corpus}" in
         ;;
 esac
 
-./asr.sh --local_data_opts "${local_data_opts}" "${preset[@]}" "${passthrough[@]}"
+# exec: asr.sh takes over this PID, so a signal sent to run.sh reaches the
+# trap that stops asr.sh's running jobs (training included).
+exec ./asr.sh --local_data_opts "${local_data_opts}" "${preset[@]}" "${passthrough[@]}"

@@ -58,66 +58,86 @@ fi
 log_pattern=$1
 shift
 
-# run_one N: run the command as job N, writing its log.
-run_one() {
-    local n=$1 log arg start rc
+# Each command runs as a direct child of this runner, in the runner's own
+# process group (no job control):
+# - a signal to the whole group (Ctrl-C in a terminal, the terminal hanging
+#   up, `kill -9 -PGID` of run.sh's group) reaches every command itself;
+# - a signal to the runner alone (a scheduler, asr.sh's clean-up) is passed
+#   on to each command and everything it started, by the trap below;
+# - a runner killed outright (SIGKILL) cannot pass anything on, but a command
+#   that asks the kernel for a signal when its parent dies (the package's
+#   training wrapper does, on Linux) is stopped too: its parent is this runner.
+declare -A job_number=() job_log=() job_start=()
+failed=()
+
+# start_job N COMMAND...: write job N's log header and start it in the background.
+start_job() {
+    local n=$1 log arg
     local -a argv=()
+    shift
     log=${log_pattern}
-    for arg in "${@:2}"; do
+    for arg in "$@"; do
         [ -n "${jobvar}" ] && arg=${arg//${jobvar}/${n}}
         argv+=("${arg}")
     done
     [ -n "${jobvar}" ] && log=${log//${jobvar}/${n}}
     mkdir -p "$(dirname "${log}")"
-    start=${SECONDS}
     {
         printf '#'
         printf ' %q' "${argv[@]}"
         printf '\n# Started at %s\n' "$(date)"
     } >"${log}"
-    rc=0
-    "${argv[@]}" >>"${log}" 2>&1 || rc=$?
-    {
-        printf '# Accounting: time=%d threads=1\n' "$((SECONDS - start))"
-        printf '# Ended (code %d) at %s, elapsed time %d seconds\n' \
-            "${rc}" "$(date)" "$((SECONDS - start))"
-    } >>"${log}"
-    return "${rc}"
+    "${argv[@]}" >>"${log}" 2>&1 &
+    job_number[$!]=${n}
+    job_log[$!]=${log}
+    job_start[$!]=${SECONDS}
 }
 
-# Each job gets its own process group (job control on), so that stopping this
-# runner (Ctrl-C, kill) stops every job together with the command it runs;
-# otherwise a killed runner would leave its commands running.
-set -m
-pids=()
-stop_jobs() {
-    trap - INT TERM
-    local pid
-    for pid in "${pids[@]}"; do kill -TERM -- "-${pid}" 2>/dev/null || true; done
-    exit 130
+# reap_job: wait for the next job to end and close its log.
+reap_job() {
+    local pid rc=0 log elapsed
+    wait -n -p pid || rc=$?
+    log=${job_log[${pid}]}
+    elapsed=$((SECONDS - job_start[${pid}]))
+    {
+        printf '# Accounting: time=%d threads=1\n' "${elapsed}"
+        printf '# Ended (code %d) at %s, elapsed time %d seconds\n' "${rc}" "$(date)" "${elapsed}"
+    } >>"${log}"
+    [ "${rc}" -eq 0 ] || failed+=("${job_number[${pid}]} ${log}")
+    unset "job_number[${pid}]" "job_log[${pid}]" "job_start[${pid}]"
 }
-trap stop_jobs INT TERM
+
+# kill_tree PID...: terminate the processes and everything they started.
+kill_tree() {
+    local pid child
+    for pid in "$@"; do
+        for child in $(ps -o pid= --ppid "${pid}" 2>/dev/null); do
+            kill_tree "${child}"
+        done
+        kill -TERM "${pid}" 2>/dev/null || true
+    done
+}
+
+# stop_jobs SIGNAL: stop every running job, then exit as killed by SIGNAL.
+stop_jobs() {
+    trap - INT TERM HUP
+    kill_tree "${!job_log[@]}"
+    exit $((128 + $(kill -l "$1")))
+}
+trap 'stop_jobs INT' INT
+trap 'stop_jobs TERM' TERM
+trap 'stop_jobs HUP' HUP
+
 for ((n = first; n <= last; n++)); do
     if [ "${max_jobs_run}" -gt 0 ]; then
-        while [ "$(jobs -rp | wc -l)" -ge "${max_jobs_run}" ]; do
-            wait -n || true
-        done
+        while [ "${#job_log[@]}" -ge "${max_jobs_run}" ]; do reap_job; done
     fi
-    run_one "${n}" "$@" &
-    pids+=("$!")
+    start_job "${n}" "$@"
 done
+while [ "${#job_log[@]}" -gt 0 ]; do reap_job; done
 
-failed=()
-n=${first}
-for pid in "${pids[@]}"; do
-    if ! wait "${pid}"; then
-        log=${log_pattern}
-        [ -n "${jobvar}" ] && log=${log//${jobvar}/${n}}
-        failed+=("${log}")
-    fi
-    n=$((n + 1))
-done
 if [ ${#failed[@]} -gt 0 ]; then
+    mapfile -t failed < <(printf '%s\n' "${failed[@]}" | sort -n | cut -d' ' -f2-)
     echo "$0: ${#failed[@]} of $((last - first + 1)) jobs failed; see ${failed[*]}" >&2
     exit 1
 fi
