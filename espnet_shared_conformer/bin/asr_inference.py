@@ -3,19 +3,38 @@
 Every argument of ESPnet's binary is accepted and, by default, ESPnet's own
 ``inference`` does the work. One addition: ``--lexicon_file`` (with ESPnet's
 ``--word_lm_file``, which its own inference leaves unimplemented, as an ARPA
-word n-gram) switches to lexicon-
-constrained CTC beam search (:mod:`espnet_shared_conformer.lexicon`) over the
-model's CTC posteriors, writing the same ``{n}best_recog/{text,token,
-token_int,score}`` files. ESPnet's beam-search options (``--beam_size``,
-``--lm_weight``, ...) then do not apply; the ``--lexicon_*``/``--word_*``
-options do, and may sit in the same ``--config`` YAML.
+word n-gram) switches to lexicon-constrained CTC beam search
+(:mod:`espnet_shared_conformer.lexicon`) over the model's CTC posteriors,
+writing the same ``{n}best_recog/{text,token,token_int,score}`` files.
+
+Nothing is dropped silently (:mod:`espnet_shared_conformer.inference` holds
+the rules):
+
+- with ``--lexicon_file``, ``--quantize_asr_model`` / ``--quantize_modules``
+  / ``--quantize_dtype``, ``--dtype`` and ``--nbest`` apply; ESPnet's
+  beam-search options (``--beam_size``, ``--ctc_weight``, ``--lm_weight``,
+  ...) are an error on the command line and, when the ``--config`` YAML sets
+  them for decoding without the lexicon, logged as not applied; options the
+  lexicon search has no counterpart for (a neural or token n-gram LM,
+  ``--quantize_lm``, ``--streaming``, ``--token_type``, ...) are an error;
+- without it, a model without an attention decoder decodes with
+  ``ctc_weight`` 1.0 unless ``ctc_weight`` is set, and a set weight below 1.0
+  is an error (ESPnet's default 0.5 would decode garbage);
+  ``--quantize_lm`` without an LM and ``--word_lm_file`` are errors.
+
+The decoding is recorded in ``<output_dir>/decoding.yaml`` (model files and
+the options that were set), from which
+:func:`espnet_shared_conformer.inference.load_model` loads an experiment
+directory with the decoding it was scored with.
 """
 
 import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Set
+
+import yaml
 
 from espnet_shared_conformer._registry import register
 
@@ -107,35 +126,29 @@ def lexicon_inference(
     word_lm_weight: float,
     word_score: float,
     sil_score: float,
+    quantize_asr_model: bool = False,
+    quantize_modules: Sequence[str] = ("Linear",),
+    quantize_dtype: str = "qint8",
     **espnet_options: Any,
 ) -> None:
-    """Decode each utterance with :class:`CTCLexiconDecoder`; write ESPnet's files."""
+    """Decode each utterance with :class:`CTCLexiconDecoder`; write ESPnet's files.
+
+    ``espnet_options`` are ESPnet's other options, which the caller has
+    checked with :func:`~espnet_shared_conformer.inference.check_lexicon_options`:
+    none of them applies here.
+    """
     import torch
     from espnet2.fileio.datadir_writer import DatadirWriter
     from espnet2.tasks.asr import ASRTask
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
+    from espnet_shared_conformer.inference import load_asr_model
     from espnet_shared_conformer.lexicon import CTCLexiconDecoder, LexiconDecoderConfig
 
     logging.basicConfig(
         level=log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    conflicting = [
-        name
-        for name in (
-            "lm_train_config",
-            "lm_file",
-            "ngram_file",
-            "word_lm_train_config",
-            "model_tag",
-        )
-        if espnet_options.get(name) is not None
-    ]
-    if conflicting:
-        raise ValueError(
-            f"--lexicon_file decodes with its word LM only; drop --{conflicting[0]}"
-        )
     if batch_size != 1:
         raise ValueError(
             "--lexicon_file decodes one utterance at a time: "
@@ -156,10 +169,15 @@ def lexicon_inference(
         sil_score=sil_score,
         nbest=nbest,
     )
-    model, train_args = ASRTask.build_model_from_file(
-        asr_train_config, asr_model_file, device
+    model, train_args = load_asr_model(
+        asr_train_config,
+        asr_model_file,
+        device,
+        dtype,
+        quantize_asr_model,
+        quantize_modules,
+        quantize_dtype,
     )
-    model.to(dtype=getattr(torch, dtype)).eval()
     if getattr(model, "ctc", None) is None:
         raise ValueError(f"{asr_model_file}: the model has no CTC head to decode")
     decoder = CTCLexiconDecoder(
@@ -170,7 +188,7 @@ def lexicon_inference(
     )
     logging.info(
         f"lexicon decoding: {decoder.num_words} words from {lexicon_file}, "
-        f"word LM {word_lm_file}, {config} (ESPnet's beam-search options do not apply)"
+        f"word LM {word_lm_file}, {config}"
     )
 
     loader = ASRTask.build_streaming_iterator(
@@ -205,24 +223,92 @@ def lexicon_inference(
                 best["text"][keys[0]] = " ".join(words)
 
 
+def _given_on_command_line(cmd: Optional[List[str]]) -> Set[str]:
+    """The options ``cmd`` sets itself, as opposed to the ``--config`` YAML."""
+    argv = list(sys.argv[1:] if cmd is None else cmd)
+    stripped: List[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--config":
+            skip = True
+        elif not arg.startswith("--config="):
+            stripped.append(arg)
+    parser = get_parser()
+    # With every default None, what is not None was given. (SUPPRESS would be
+    # exact, but argparse's append actions cannot start from it.)
+    names = {a.dest for a in parser._actions if a.dest not in ("help", "config")}
+    parser.set_defaults(**{name: None for name in names})
+    return {k for k, v in vars(parser.parse_args(stripped)).items() if v is not None}
+
+
+def _set_in_config(path: Optional[str]) -> Set[str]:
+    """The options the ``--config`` YAML sets (ESPnet's parser has read it)."""
+    if path is None:
+        return set()
+    with open(path, encoding="utf-8") as f:
+        return set(yaml.safe_load(f) or {})
+
+
+def _check_espnet_options(
+    kwargs: Dict[str, Any], set_names: Set[str]
+) -> Dict[str, Any]:
+    """What ESPnet's own inference would drop or get wrong, refused or fitted."""
+    from espnet_shared_conformer.inference import _has_decoder, check_decoder_options
+
+    if kwargs["word_lm_file"] is not None:
+        # ESPnet's own inference would ignore it silently.
+        raise ValueError("--word_lm_file needs --lexicon_file")
+    if kwargs["quantize_lm"] and kwargs["lm_train_config"] is None:
+        raise ValueError("--quantize_lm true: there is no LM (--lm_train_config)")
+    if kwargs["asr_train_config"] is None:  # --model_tag: ESPnet finds the files
+        return kwargs
+    with open(kwargs["asr_train_config"], encoding="utf-8") as f:
+        train_config = yaml.safe_load(f) or {}
+    return check_decoder_options(_has_decoder(train_config), kwargs, set_names)
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
+    from espnet_shared_conformer.inference import (
+        check_lexicon_options,
+        write_decoding_record,
+    )
+
     print(_espnet.get_commandline_args(), file=sys.stderr)
     args = get_parser().parse_args(cmd)
-    kwargs: Dict[str, Any] = vars(args)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    fresh = get_parser()  # parse_args set the --config YAML's values as defaults
+    defaults = {name: fresh.get_default(name) for name in vars(args)}
+    explicit = _given_on_command_line(cmd)
+    set_names = explicit | _set_in_config(args.config)
+    kwargs: Dict[str, Any] = dict(vars(args))
     kwargs.pop("config", None)
     lexicon_kwargs = {name: kwargs.pop(name) for name in _LEXICON_OPTIONS}
-    if lexicon_kwargs["lexicon_file"] is None:
-        if kwargs["word_lm_file"] is not None:
-            # ESPnet's own inference would ignore it silently.
-            raise SystemExit(
-                "asr_inference: error: --word_lm_file needs --lexicon_file"
-            )
-        _espnet.inference(**kwargs)
-    else:
-        try:
+    try:
+        if lexicon_kwargs["lexicon_file"] is None:
+            kwargs = _check_espnet_options(kwargs, set_names)
+            _espnet.inference(**kwargs)
+        else:
+            unused = check_lexicon_options(kwargs, explicit, defaults)
+            if unused:
+                logging.info(
+                    f"lexicon decoding: {', '.join(unused)} from {args.config} do "
+                    "not apply (they tune ESPnet's beam search, without --lexicon_file)"
+                )
             lexicon_inference(**kwargs, **lexicon_kwargs)
-        except (ValueError, FileNotFoundError) as e:
-            raise SystemExit(f"asr_inference: error: {e}") from e
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"asr_inference: error: {e}") from e
+    # Written after a complete decoding only: how these results were made.
+    options = {**kwargs, **lexicon_kwargs}
+    recorded = set_names | {"asr_train_config", "asr_model_file"}
+    recorded |= {name for name, v in options.items() if v != defaults.get(name)}
+    write_decoding_record(
+        args.output_dir, {name: options[name] for name in recorded if name in options}
+    )
 
 
 if __name__ == "__main__":
