@@ -3,14 +3,14 @@
 After Hernandez et al., "Sharing Low Rank Conformer Weights for Tiny
 Always-On Ambient Speech Recognition Models" (ICASSP 2023). Call
 :func:`register` before building an ESPnet model whose config says
-``encoder: shared_conformer``; importing this package registers nothing and
-loads neither torch nor ESPnet.
+``encoder: shared_conformer`` (or run ``python -m
+espnet_shared_conformer.enable`` once per environment); importing this package
+registers nothing and loads neither torch nor ESPnet.
+:func:`espnet_shared_conformer.inference.load_model` loads a trained model
+with its decoding configuration.
 """
 
-from typing import Any
-
 from espnet_shared_conformer._registry import ENCODER_NAME, is_registered, register
-from espnet_shared_conformer.plan import SharingPlan
 
 __all__ = [
     "ENCODER_NAME",
@@ -22,10 +22,16 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    # The encoder pulls in torch and ESPnet; load it only when asked for.
+def __getattr__(name: str) -> object:
+    # The encoder pulls in torch and ESPnet, the plan dataclasses and inspect
+    # (30 ms): load them only when asked for. The startup hook of
+    # ``enable`` imports this package in every process of an environment.
     if name == "SharedConformerEncoder":
         from espnet_shared_conformer.encoder import SharedConformerEncoder
 
         return SharedConformerEncoder
+    if name == "SharingPlan":
+        from espnet_shared_conformer.plan import SharingPlan
+
+        return SharingPlan
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,13 +5,32 @@ closed mapping that is read when the argument parser is built and when a model
 is built from a config. Every process that builds a model must therefore call
 :func:`register` first; the ``espnet_shared_conformer.bin`` wrappers do it at
 import, so ESPnet's spawned workers (which re-import the main module) get it
-too.
+too. ``python -m espnet_shared_conformer.enable`` registers it in every process
+of an environment instead (:mod:`espnet_shared_conformer._startup`). No imports
+at module level: that hook imports this module in every process there.
 """
 
-__all__ = ["ENCODER_NAME", "is_registered", "register"]
+__all__ = [
+    "ENCODER_NAME",
+    "UNREGISTERED_HINT",
+    "explain_unregistered",
+    "is_registered",
+    "register",
+]
 
 #: The name a YAML config uses: ``encoder: shared_conformer``.
 ENCODER_NAME = "shared_conformer"
+
+#: How to make a process know the encoder.
+UNREGISTERED_HINT = (
+    f"encoder: {ENCODER_NAME} is not registered with ESPnet in this process. "
+    "Run python -m espnet_shared_conformer.bin.asr_train / .bin.asr_inference "
+    "instead of espnet2.bin.asr_train / asr_inference; in Python call "
+    "espnet_shared_conformer.register() before building the model, or load it "
+    "with espnet_shared_conformer.inference.load_model(); or run "
+    "python -m espnet_shared_conformer.enable once to register it in every "
+    "process of this environment, ESPnet's own binaries included."
+)
 
 
 def register() -> None:
@@ -38,3 +57,19 @@ def is_registered() -> bool:
     from espnet2.tasks.asr import encoder_choices
 
     return ENCODER_NAME in encoder_choices.classes
+
+
+def explain_unregistered(error: BaseException) -> str | None:
+    """:data:`UNREGISTERED_HINT` if ``error`` is ESPnet's refusal of the encoder.
+
+    ESPnet's ``ClassChoices`` raises ``ValueError("--encoder must be one of
+    (...): --encoder shared_conformer")`` (building a model from a config) and
+    argparse "invalid choice: 'shared_conformer'" (``--encoder`` on a command
+    line); both list ESPnet's names only.
+    """
+    message = str(error)
+    if ENCODER_NAME in message and (
+        "must be one of" in message or "invalid choice" in message
+    ):
+        return UNREGISTERED_HINT
+    return None
