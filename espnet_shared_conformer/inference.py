@@ -598,13 +598,15 @@ def load_model(
     if unknown:
         where = f" (from {files.decoding_source})" if files.decoding_source else ""
         raise ValueError(f"unknown decoding options{where}: {', '.join(unknown)}")
-    if "device" in overrides:
-        raise ValueError("pass device=... as load_model's own argument")
     options = {
         k: v for k, v in {**files.decoding, **overrides}.items() if k not in _PER_RUN
     }
     espnet = {k: v for k, v in options.items() if k in defaults}
     lexicon = {k: v for k, v in options.items() if k in LEXICON_OPTIONS}
+    if espnet.get("quantize_asr_model") and device != "cpu":
+        raise ValueError(
+            f"quantize_asr_model: dynamic quantization runs on the CPU, not {device}"
+        )
 
     if use_lexicon and lexicon.get("lexicon_file"):
         unused = check_lexicon_options(espnet, set(overrides), defaults)

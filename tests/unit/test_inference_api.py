@@ -1,0 +1,301 @@
+"""`load_model()`: a trained model decodes with its own decoding config.
+
+One tiny CTC-only model (no attention decoder, character tokens) is trained
+once per module to say "CAT TACO" for one waveform; the tests decode it from
+an experiment directory and from a zip packed by ESPnet's ``pack``, through
+the loader and through the inference binary (called in-process).
+"""
+
+import logging
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("flashlight.lib.text.decoder")
+
+from espnet_shared_conformer import register  # noqa: E402
+from espnet_shared_conformer.inference import (  # noqa: E402
+    RECORD_NAME,
+    count_quantized,
+    load_model,
+)
+
+TOKENS = ["<blank>", "<unk>", "<space>", "A", "C", "O", "T", "<sos/eos>"]
+TEXT = "CAT TACO"
+FS = 16000
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Dict[str, Path]:
+    """exp/ with config.yaml + valid.loss.ave.pth of a model that learned TEXT,
+    the waveform, a decoding YAML, a lexicon and a word bigram."""
+    import soundfile
+    from espnet2.tasks.asr import ASRTask
+
+    from espnet_shared_conformer.lexicon import write_lexicon
+    from espnet_shared_conformer.ngram import estimate_kneser_ney
+
+    register()
+    root = tmp_path_factory.mktemp("trained")
+    exp = root / "exp"
+    exp.mkdir()
+    config = dict(
+        frontend="default",
+        frontend_conf=dict(n_fft=256, win_length=256, hop_length=128, n_mels=20),
+        encoder="shared_conformer",
+        encoder_conf=dict(
+            output_size=32,
+            attention_heads=2,
+            linear_units=48,
+            num_blocks=4,
+            num_unique_blocks=2,
+            cnn_module_kernel=7,
+            rel_pos_type="latest",
+            dropout_rate=0.0,
+            positional_dropout_rate=0.0,
+            attention_dropout_rate=0.0,
+        ),
+        decoder="none",
+        model_conf=dict(ctc_weight=1.0),
+        best_model_criterion=[["valid", "loss", "min"]],
+    )
+    (root / "train.yaml").write_text(yaml.safe_dump(config))
+    (root / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
+    args = ASRTask.get_parser().parse_args(
+        ["--config", str(root / "train.yaml"), "--token_list", str(root / "tokens.txt")]
+        + ["--token_type", "char"]
+    )
+    torch.manual_seed(0)
+    model = ASRTask.build_model(args)
+    rng = np.random.default_rng(0)
+    samples = (rng.standard_normal(FS // 2) * 0.1).astype(np.float32)
+    speech = torch.from_numpy(samples)[None]
+    target = torch.tensor([[TOKENS.index(c if c != " " else "<space>") for c in TEXT]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(400):
+        loss = model(speech, torch.tensor([speech.size(1)]), target, torch.tensor([8]))[
+            0
+        ]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 0.1:
+            break
+    assert loss.item() < 0.1, f"the tiny model did not learn {TEXT!r}: loss {loss}"
+    torch.save(model.state_dict(), exp / "valid.loss.ave.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+
+    wav = root / "utt1.wav"
+    soundfile.write(wav, samples, FS)
+    (root / "wav.scp").write_text(f"utt1 {wav}\n")
+    # Like the recipe's decode_asr.yaml: options of both searches, no
+    # ctc_weight (the model's lack of a decoder must set it).
+    decode = root / "decode.yaml"
+    decode.write_text("beam_size: 4\nlexicon_beam_size: 50\nword_score: 1.0\n")
+    write_lexicon(["CAT", "TACO", "COT", "CA"], TOKENS, root / "lexicon.txt")
+    lm = estimate_kneser_ney([["CAT", "TACO"], ["COT", "CAT"]], 2)
+    lm.write_arpa(root / "word_lm.arpa")
+    return dict(
+        root=root,
+        exp=exp,
+        samples=samples,
+        wav_scp=root / "wav.scp",
+        decode=decode,
+        lexicon=root / "lexicon.txt",
+        word_lm=root / "word_lm.arpa",
+    )
+
+
+def _decode_cli(trained, output_dir: Path, *extra: str) -> str:
+    """ESPnet's inference through the package's binary, in this process."""
+    from espnet_shared_conformer.bin import asr_inference
+
+    exp = trained["exp"]
+    asr_inference.main(
+        [
+            "--asr_train_config",
+            str(exp / "config.yaml"),
+            "--asr_model_file",
+            str(exp / "valid.loss.ave.pth"),
+            "--data_path_and_name_and_type",
+            f"{trained['wav_scp']},speech,sound",
+            "--output_dir",
+            str(output_dir),
+            "--ngpu",
+            "0",
+            "--num_workers",
+            "0",  # no forked loader worker in this multi-threaded process
+            *extra,
+        ]
+    )
+    text = (output_dir / "1best_recog" / "text").read_text().split(" ", 1)[1]
+    return text.strip()
+
+
+def test_espnets_defaults_fail_and_the_loader_does_not(trained):
+    """Speech2Text's ctc_weight 0.5 scores half with a decoder the model does
+    not have; the loader decodes with ctc_weight 1.0."""
+    from espnet2.bin.asr_inference import Speech2Text
+
+    exp = trained["exp"]
+    plain = Speech2Text(  # beam 4: the default 20 is more than the 8 tokens
+        str(exp / "config.yaml"), str(exp / "valid.loss.ave.pth"), beam_size=4
+    )
+    assert plain(trained["samples"])[0][0] != TEXT
+    transcribe = load_model(exp, decoding=trained["decode"], use_lexicon=False)
+    assert transcribe.options["ctc_weight"] == 1.0
+    assert transcribe.options["beam_size"] == 4
+    assert transcribe.lexicon_decoder is None and transcribe.fs == FS
+    assert transcribe(trained["samples"]) == TEXT
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(ctc_weight=0.5), "ctc_weight=0.5 gives the attention decoder"),
+        (dict(partial_ar=True), "partial_ar=True needs an attention decoder"),
+        (dict(beam=3), "unknown decoding options"),
+        (dict(word_score=2.0), "word_score applies to the lexicon search only"),
+        (dict(device="cuda", quantize_asr_model=True), "runs on the CPU, not cuda"),
+    ],
+)
+def test_loader_refuses_what_cannot_apply(trained, options, message):
+    with pytest.raises(ValueError, match=message):
+        load_model(trained["exp"], decoding=trained["decode"], **options)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(beam_size=3), "beam_size=3 tunes ESPnet's beam search"),
+        (dict(lm_file="lm.pth"), "decodes with its word LM only; drop --lm_file"),
+        (dict(quantize_lm=True), "quantize_lm=True: the lexicon search"),
+        (dict(streaming=True), "streaming=True: the lexicon search"),
+        (dict(quantize_modules=["Conv1d"]), "quantize_modules=\\['Conv1d'\\]"),
+    ],
+)
+def test_lexicon_loader_refuses_what_it_cannot_apply(trained, options, message):
+    lexicon = dict(lexicon_file=trained["lexicon"], word_lm_file=trained["word_lm"])
+    if "quantize_modules" in options:
+        options = dict(options, quantize_asr_model=True)
+    with pytest.raises(ValueError, match=message):
+        load_model(trained["exp"], decoding=trained["decode"], **lexicon, **options)
+
+
+def test_the_binary_records_and_the_loader_reads_the_exp_dir(trained, caplog):
+    exp = trained["exp"]
+    plain_dir = exp / "decode_plain" / "logdir" / "output.1"
+    assert _decode_cli(trained, plain_dir, "--config", str(trained["decode"])) == TEXT
+    record = yaml.safe_load((plain_dir / RECORD_NAME).read_text())
+    assert record["ctc_weight"] == 1.0 and record["beam_size"] == 4
+    assert record["asr_model_file"] == str((exp / "valid.loss.ave.pth").resolve())
+    assert "output_dir" not in record and "data_path_and_name_and_type" not in record
+    transcribe = load_model(exp)
+    assert transcribe.lexicon_decoder is None and transcribe(trained["samples"]) == TEXT
+
+    lexicon_dir = exp / "decode_lexicon" / "logdir" / "output.1"
+    lexicon = ["--lexicon_file", str(trained["lexicon"])]
+    lexicon += ["--word_lm_file", str(trained["word_lm"])]
+    with caplog.at_level(logging.INFO):
+        text = _decode_cli(
+            trained, lexicon_dir, "--config", str(trained["decode"]), *lexicon
+        )
+    assert text == TEXT
+    # The YAML's beam_size serves the other search: said, not dropped silently.
+    assert "beam_size from" in caplog.text and "do not apply" in caplog.text
+    with pytest.raises(ValueError, match="decoded 2 ways.*decode_lexicon"):
+        load_model(exp)
+    transcribe = load_model(exp, decoding=exp / "decode_lexicon")
+    assert transcribe.lexicon_decoder is not None
+    assert transcribe.options["lexicon_beam_size"] == 50
+    assert transcribe(trained["samples"]) == TEXT
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ctc_weight", "0.3"], "ctc_weight=0.3 gives the attention decoder"),
+        (["--quantize_lm", "true"], "--quantize_lm true: there is no LM"),
+        (["--lexicon_file", "LEX", "--beam_size", "4"], "beam_size=4 tunes ESPnet's"),
+        (["--lexicon_file", "LEX", "--ngram_file", "x"], "drop --ngram_file"),
+    ],
+)
+def test_the_binary_refuses_what_it_would_drop(trained, tmp_path, extra, message):
+    extra = [str(trained["lexicon"]) if e == "LEX" else e for e in extra]
+    with pytest.raises(SystemExit, match=message):
+        _decode_cli(trained, tmp_path / "out", *extra)
+    assert not (tmp_path / "out" / RECORD_NAME).exists()
+
+
+def test_packed_zip_decodes_with_its_lexicon(trained, tmp_path, monkeypatch):
+    """The zip of recipe stage 14: decoding YAML, lexicon and word LM inside."""
+    from espnet2.main_funcs.pack_funcs import pack
+
+    root, exp = trained["root"], trained["exp"]
+    monkeypatch.chdir(root)  # pack stores paths relative to the working dir
+    pack(
+        files=dict(asr_model_file=exp / "valid.loss.ave.pth"),
+        yaml_files=dict(asr_train_config=exp / "config.yaml"),
+        outpath=tmp_path / "packed.zip",
+        option=[trained["decode"], trained["lexicon"], trained["word_lm"]],
+    )
+    transcribe = load_model(tmp_path / "packed.zip", unpack_dir=tmp_path / "unpacked")
+    assert transcribe.lexicon_decoder is not None
+    assert Path(transcribe.options["lexicon_file"]).is_relative_to(tmp_path)
+    assert transcribe(trained["samples"]) == TEXT
+    without = load_model(
+        tmp_path / "packed.zip", unpack_dir=tmp_path / "unpacked", use_lexicon=False
+    )
+    assert without.lexicon_decoder is None and without(trained["samples"]) == TEXT
+
+    # int8: the decoded model's Linear layers are quantized, and it still reads.
+    fp32_linears = sum(
+        type(m) is torch.nn.Linear for m in transcribe.asr_model.modules()
+    )
+    int8 = load_model(
+        tmp_path / "packed.zip",
+        unpack_dir=tmp_path / "unpacked",
+        quantize_asr_model=True,
+    )
+    assert fp32_linears > 0
+    assert count_quantized(int8.asr_model) == fp32_linears
+    assert not any(type(m) is torch.nn.Linear for m in int8.asr_model.modules())
+    assert int8(trained["samples"]) == TEXT
+
+
+def test_the_binarys_lexicon_path_quantizes(trained, tmp_path, caplog):
+    """--quantize_asr_model true with --lexicon_file decodes at int8."""
+    exp = trained["exp"]
+    fp32 = load_model(exp, decoding=trained["decode"], use_lexicon=False)
+    linears = sum(type(m) is torch.nn.Linear for m in fp32.asr_model.modules())
+    with caplog.at_level(logging.INFO):
+        text = _decode_cli(
+            trained,
+            tmp_path / "out",
+            "--lexicon_file",
+            str(trained["lexicon"]),
+            "--quantize_asr_model",
+            "true",
+        )
+    assert text == TEXT
+    assert f"dynamic qint8: {linears} Linear layers quantized" in caplog.text
+    record = yaml.safe_load((tmp_path / "out" / RECORD_NAME).read_text())
+    assert record["quantize_asr_model"] is True
+
+
+def test_input_of_the_wrong_shape(trained):
+    transcribe = load_model(trained["exp"], decoding=trained["decode"])
+    with pytest.raises(ValueError, match=r"takes \(T,\) samples"):
+        transcribe(np.zeros((100, 2), dtype=np.float32))
+
+
+def test_missing_sources_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        load_model(tmp_path / "nothing.zip")
+    (tmp_path / "config.yaml").write_text("encoder: shared_conformer\n")
+    with pytest.raises(FileNotFoundError, match=f"no {RECORD_NAME}"):
+        load_model(tmp_path)
