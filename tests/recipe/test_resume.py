@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import pytest
@@ -74,7 +74,7 @@ def _data_dir(root: Path, name: str, n: int, rng: np.random.Generator) -> None:
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
+def recipe(tmp_path_factory) -> Iterator[Path]:
     """A scratch copy of the recipe with stages 3-10 done on a tiny data set
     and a 3-epoch copy of the debug config."""
     root = tmp_path_factory.mktemp("resume")
@@ -96,7 +96,12 @@ def recipe(tmp_path_factory) -> Path:
         cwd=root, env=_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    return root
+    yield root
+    # A test that failed half-way leaves no training behind.
+    for run in _STARTED:
+        if run.proc.poll() is None:
+            os.killpg(run.proc.pid, signal.SIGKILL)
+            run.proc.wait()
 
 
 class Run:
@@ -112,6 +117,7 @@ class Run:
                 cwd=recipe, env=_env(), stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
+        _STARTED.append(self)
 
     def output(self) -> str:
         return self.out.read_text()
@@ -143,6 +149,9 @@ class Run:
 
     def finish(self, timeout: float = 300) -> int:
         return self.proc.wait(timeout=timeout)
+
+
+_STARTED: List[Run] = []
 
 
 def _alive(pid: int) -> bool:
@@ -201,12 +210,6 @@ def _started_epochs(train_log: Path) -> list[int]:
 
 
 def test_killed_training_resumes_and_ends_as_an_uninterrupted_one(recipe):
-    reference = Run(recipe, "uninterrupted")
-    assert reference.finish() == 0, reference.output()[-3000:]
-    expected = _progress(_checkpoint(reference.exp))
-    assert expected["epoch"] == EPOCHS
-    assert expected["optimizer_steps"] == EPOCHS * N_TRAIN
-
     # 1. kill -9 of run.sh's whole process group in the middle of epoch 2.
     first = Run(recipe, "killed")
     first.wait_for_batch(epoch=2, batch=3)
@@ -228,19 +231,25 @@ def test_killed_training_resumes_and_ends_as_an_uninterrupted_one(recipe):
     assert _started_epochs(second.exp / "train.log") == [2, 3]
     assert _progress(_checkpoint(second.exp))["epoch"] == 2
 
-    # 3. Started once more, it trains epoch 3 only and ends where the
-    # uninterrupted run ended.
+    # 3. Started once more, it trains epoch 3 only.
     third = Run(recipe, "killed")
     assert third.finish() == 0, third.output()[-3000:]
     assert _started_epochs(third.exp / "train.log") == [3]
+    assert (third.exp / "valid.acc.ave.pth").exists()
+
+    # It ends where an uninterrupted run ends: as many optimizer steps, and
+    # (each epoch starting from the state the previous one left; same seeds,
+    # one thread) the same weights.
+    reference = Run(recipe, "uninterrupted")
+    assert reference.finish() == 0, reference.output()[-3000:]
+    expected = _progress(_checkpoint(reference.exp))
+    assert expected["epoch"] == EPOCHS
+    assert expected["optimizer_steps"] == EPOCHS * N_TRAIN
     assert _progress(_checkpoint(third.exp)) == expected
-    # Each epoch started from the state the previous one left: the same
-    # weights as the uninterrupted run (same seeds, one thread).
     final, reference_final = _weights(third.exp), _weights(reference.exp)
     assert final.keys() == reference_final.keys()
     for name, value in final.items():
         assert torch.allclose(value, reference_final[name], rtol=1e-5, atol=1e-6), name
-    assert (third.exp / "valid.acc.ave.pth").exists()
 
 
 def test_second_training_refuses_and_a_dead_runner_stops_training(recipe):
