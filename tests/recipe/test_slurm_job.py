@@ -169,15 +169,15 @@ def ended(log: Path) -> Optional[int]:
 
 
 def test_single_job(slurm, tmp_path: Path) -> None:
-    log = tmp_path / "exp" / "probe.log"
+    log = tmp_path / "exp%1" / "probe.log"  # "%" is special to Slurm's --output
     result = run_job(
         ["--name", "probe", str(log), "echo", "hello  world"], slurm["env"]
     )
     assert result.returncode == 0, result.stderr
     assert calls(slurm["record"]) == [
         ["sbatch", "--parsable", "--wait", "--export=ALL", "--job-name=probe"]
-        + [f"--output={log}", "local/slurm.pl", "--batch_task", ""]
-        + ["echo", "hello  world"]
+        + [f"--output={tmp_path}/exp%%1/probe.log", "local/slurm.pl", "--batch_task"]
+        + ["", "echo", "hello  world"]
     ]
     lines = log.read_text().splitlines()
     assert lines[0] == "# echo hello\\ \\ world"  # the command, shell-quoted
