@@ -39,6 +39,8 @@ usage() {
 cd "$(dirname "$0")"
 # shellcheck source=local/options.sh
 . local/options.sh
+# shellcheck source=local/train_set_name.sh
+. local/train_set_name.sh
 OPTIONS_PASSTHROUGH=true parse_options "$0" "$@"
 check_choice corpus mini librispeech
 check_choice download true false
@@ -81,20 +83,9 @@ case "${corpus}" in
         data_opt librispeech_root "${librispeech_root}"
         data_opt download "${download}"
         data_opt download_subsets "${download_subsets}"
-        # local/data.sh names the training set after its subsets: train_960 for
-        # all three, else e.g. train_clean_100_clean_360.
-        read -r -a subsets <<<"${download_subsets}"
-        train_subsets=()
-        for subset in "${subsets[@]}"; do
-            [[ "${subset}" == train-* ]] && train_subsets+=("${subset}")
-        done
-        if [ "${#train_subsets[@]}" -eq 3 ] && [[ " ${train_subsets[*]} " == *" train-clean-100 "* ]] &&
-            [[ " ${train_subsets[*]} " == *" train-clean-360 "* ]] &&
-            [[ " ${train_subsets[*]} " == *" train-other-500 "* ]]; then
-            train_set=train_960
-        else
-            train_set=train_$(printf '%s\n' "${train_subsets[@]#train-}" | tr '-' '_' | paste -sd_)
-        fi
+        # The name local/data.sh gives the training set's directory.
+        train_set=$(librispeech_train_set "${download_subsets}") ||
+            _die_usage "--download_subsets '${download_subsets}' has no train-* subset"
         preset=(
             --train_set "${train_set}" --valid_set dev
             --test_sets "dev_clean dev_other test_clean test_other"

@@ -81,6 +81,8 @@ case "${download}" in true|false) ;; *) echo "$0: --download must be true or fal
 if ! [[ "${nj}" =~ ^[1-9][0-9]*$ ]]; then echo "$0: --nj must be a positive integer, got '${nj}'" >&2; exit 2; fi
 
 local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=local/train_set_name.sh
+. "${local_dir}/train_set_name.sh"
 py() { "${python}" "$@"; }
 
 if [ "${corpus}" = mini ]; then
@@ -137,11 +139,11 @@ else
         py "${local_dir}/download_librispeech.py" --root "${librispeech_root}" \
             --subsets "${missing[@]}" --base_url "${base_url}" "${md5_opt[@]}"
     fi
-    train_dirs=(); train_names=(); dev_dirs=()
+    train_dirs=(); dev_dirs=()
     for subset in "${subsets[@]}"; do
         src=$(subset_dir "${subset}")
         case "${subset}" in
-            train-*) train_dirs+=("${src}"); train_names+=("${subset#train-}") ;;
+            train-*) train_dirs+=("${src}") ;;
             *)
                 py "${local_dir}/librispeech_data_prep.py" --nj "${nj}" \
                     --dst "${datadir}/${subset//-/_}" "${src}"
@@ -149,14 +151,7 @@ else
         esac
     done
     if [ "${#train_dirs[@]}" -gt 0 ]; then
-        if [ "${#train_dirs[@]}" -eq 3 ] && [[ " ${subsets[*]} " == *" train-clean-100 "* ]] \
-            && [[ " ${subsets[*]} " == *" train-clean-360 "* ]] \
-            && [[ " ${subsets[*]} " == *" train-other-500 "* ]]; then
-            train_set=train_960
-        else
-            joined=$(IFS=_; echo "${train_names[*]}")
-            train_set=train_${joined//-/_}
-        fi
+        train_set=$(librispeech_train_set "${download_subsets}")
         py "${local_dir}/librispeech_data_prep.py" --nj "${nj}" \
             --dst "${datadir}/${train_set}" "${train_dirs[@]}"
     fi
