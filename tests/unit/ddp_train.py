@@ -4,25 +4,23 @@ Usage: ``python tests/unit/ddp_train.py ARG...`` with the arguments of
 ``python -m espnet_shared_conformer.bin.asr_train``.
 
 ESPnet saves checkpoints on rank 0 only, so a test cannot otherwise see what
-the other ranks hold after distributed training. This runs ESPnet's own
-``ASRTask.main`` (argument parsing, ``resolve_distributed_mode``, process group,
-DDP, the trainer loop) exactly as the recipe's entry point does; the one
-addition is a trainer subclass, ESPnet's own extension point (``Task.trainer``),
-that writes ``<output_dir>/rank<R>.pth`` after ``Trainer.run`` returns.
+the other ranks hold after distributed training. This runs the entry point as
+``python -m`` runs it (``runpy``, as ``__main__``: its parent-death signal,
+atomic checkpoints, output-directory lock, then ESPnet's ``ASRTask.main`` with
+argument parsing, ``resolve_distributed_mode``, the process group, DDP and the
+trainer loop). The one addition is ESPnet's own extension point for a task's
+training loop, ``ASRTask.trainer``: here a ``Trainer`` subclass that writes
+``<output_dir>/rank<R>.pth`` after ``Trainer.run`` returns. This driver is a
+test helper; nothing in the package sets a task's trainer.
 """
 
-import sys
+import runpy
 from pathlib import Path
 from typing import Any
 
 import torch
 from espnet2.tasks.asr import ASRTask
 from espnet2.train.trainer import Trainer
-
-# Importing the entry point registers ``encoder: shared_conformer`` (before
-# the parser is built, which is when ESPnet reads the encoder names), as
-# running ``python -m espnet_shared_conformer.bin.asr_train`` does.
-from espnet_shared_conformer.bin import asr_train  # noqa: F401
 
 
 class _RankDumpingTrainer(Trainer):
@@ -37,9 +35,9 @@ class _RankDumpingTrainer(Trainer):
         torch.save(model.state_dict(), out)
 
 
-class _RankDumpingASRTask(ASRTask):
-    trainer = _RankDumpingTrainer
-
-
 if __name__ == "__main__":
-    _RankDumpingASRTask.main(cmd=sys.argv[1:])
+    ASRTask.trainer = _RankDumpingTrainer
+    # sys.argv[1:] are the entry point's arguments, as with `python -m`.
+    runpy.run_module(
+        "espnet_shared_conformer.bin.asr_train", run_name="__main__", alter_sys=True
+    )
