@@ -163,6 +163,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+
+
 def _training_pid(exp: Path) -> Optional[int]:
     holder = lock_holder(exp)
     return int(holder.split()[0]) if holder else None
@@ -273,10 +281,12 @@ def test_second_training_refuses_and_a_dead_runner_stops_training(recipe):
     assert direct.returncode == 1
     assert f"being trained by PID {pid}" in direct.stderr
 
-    # The training's parent, the job runner, killed outright (no trap can
-    # run): the parent-death signal stops the training.
-    runner = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    assert "run_job.sh" in Path(f"/proc/{runner}/cmdline").read_text()
+    # The job runner that ESPnet's launcher started, killed outright (no
+    # trap can run): the parent-death signal stops the training.
+    runner = _parent(pid)
+    while "espnet2.bin.launch" not in _cmdline(_parent(runner)):
+        runner = _parent(runner)
+    assert "run_job.sh" in _cmdline(runner)
     os.kill(runner, signal.SIGKILL)
     _assert_training_stops(run.exp, pid)
     assert run.finish() != 0
