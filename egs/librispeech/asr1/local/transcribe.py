@@ -1,23 +1,51 @@
 #!/usr/bin/env python3
-"""Transcribe audio files with a model packed by the recipe (stage 14).
+"""Transcribe audio files with a trained model and its own decoding config.
 
     python local/transcribe.py --model exp/asr_.../packed.zip a.wav b.flac ...
 
-Any sample rate and any format libsndfile reads (wav, flac, ogg, mp3, ...);
-multi-channel files are averaged to mono and everything is resampled to the
-model's rate exactly as the recipe's training data was. Prints one line per
-file: ``<file><TAB><transcript>``. Unreadable files are reported on stderr
-and make the exit status 1; the others are still transcribed.
+``--model`` is a zip packed by the recipe (stage 14) or an experiment
+directory decoded by stage 12; the model is loaded by
+``espnet_shared_conformer.inference.load_model`` with the decoding
+configuration it was scored with (lexicon and word LM included).
+
+Prints one line per good file, ``<file><TAB><transcript>``, in the order
+given. Audio is read by ``audio_io``, the loader of the recipe's data
+preparation and dumping, so all three agree on what is bad: any format and
+sample rate libsndfile decodes (8-bit u-law, 24-bit 96 kHz, Ogg, FLAC, ...)
+and any number of channels are good, resampled to the model's rate and mixed
+to mono; silence is good (an empty or near-empty transcript). A bad file (an
+empty file, no samples, not audio, a header cut short, NaN/inf samples, ...)
+is reported on stderr as ``transcribe: ERROR: <file>: <reason>``, the other
+files are still transcribed, and the exit status is then 1. A clip shorter
+than the model's minimum input (the encoder's subsampling needs a few frames:
+about 70 ms for conv2d) is padded with silence on both sides up to it, with a
+note on stderr.
+
+Long recordings are decoded in windows of at most ``--window_seconds`` (20 s
+by default, the longest training utterance of the recipe's default
+filtering), each ending at the quietest 100 ms of its last
+``--search_seconds``, so that a cut falls in a pause; the window transcripts
+are joined with spaces. Audio is read and resampled block by block, so the
+peak memory does not grow with the length of a file. Measured (peak RSS,
+``/usr/bin/time -v``; the mini configuration's architecture, conf/
+train_asr.yaml, CPU, ESPnet's beam search): MEASURED_PLACEHOLDER
+``--verbose`` logs each file's duration, windows, time and peak RSS.
 """
 
 import argparse
 import logging
+import resource
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
-from audio_io import AudioError
+import numpy as np
+from audio_io import AudioError, audio_blocks, kaldi_fbank, split_at_pauses
+
+#: Shortest window tried when searching for the model's minimum input; longer
+#: is always accepted by the encoders ESPnet builds (15 frames at most).
+_MIN_SEARCH_SECONDS = 1.0
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -25,64 +53,246 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, required=True, help="packed model zip")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="packed model zip (stage 14) or experiment directory (stage 12)",
+    )
     parser.add_argument("audio", nargs="+", help="audio files to transcribe")
     parser.add_argument(
-        "--beam_size", type=int, help="override the packed decoding config"
+        "--decoding",
+        type=Path,
+        help="decoding YAML (or decode directory) when the model has several",
     )
     parser.add_argument(
-        "--ctc_weight", type=float, help="override the packed decoding config"
+        "--beam_size", type=int, help="override the model's decoding config"
+    )
+    parser.add_argument(
+        "--ctc_weight", type=float, help="override the model's decoding config"
     )
     parser.add_argument(
         "--no_lexicon",
         action="store_true",
-        help="decode with ESPnet's beam search even if the zip has a lexicon "
+        help="decode with ESPnet's beam search even if the model has a lexicon "
         "and word LM (--use_word_lm true)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--unpack_dir",
         type=Path,
-        help="where to unpack the zip (default: a per-user cache directory)",
+        help="where to unpack a zip (default: a per-user cache directory)",
     )
-    parser.add_argument("--verbose", action="store_true", help="show ESPnet's log")
+    parser.add_argument(
+        "--window_seconds",
+        type=float,
+        default=20.0,
+        help="longest stretch of audio decoded at once",
+    )
+    parser.add_argument(
+        "--search_seconds",
+        type=float,
+        default=5.0,
+        help="a window ends at the quietest point of its last this many seconds",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log each file's duration, windows, time and peak memory, and "
+        "ESPnet's log",
+    )
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
-    if not args.model.is_file():
-        print(f"transcribe: ERROR: no such model file: {args.model}", file=sys.stderr)
-        return 1
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux: KiB units)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class WindowDecoder:
+    """A loaded model (``load_model``'s ``Transcriber``) fed window by window.
+
+    Knows the model's input (samples, or fbank frames for a model trained on
+    dumped features) and its minimum length, found once when first needed.
+    """
+
+    def __init__(self, transcriber: Any) -> None:
+        self.transcriber = transcriber
+        self.fs: int = int(transcriber.fs)
+        self._min_samples: Optional[int] = None
+
+    def model_input(self, samples: np.ndarray) -> np.ndarray:
+        """Samples (T,) as the model takes them: as they are, or fbank (T', n_mels)."""
+        if self.transcriber.n_mels is None:
+            return samples
+        return kaldi_fbank(samples, self.fs, self.transcriber.n_mels)
+
+    def _accepts(self, num_samples: int) -> bool:
+        """Whether the encoder takes silence of ``num_samples`` samples."""
+        import torch
+
+        from espnet_shared_conformer.inference import TooShortUttError
+
+        x = self.model_input(np.zeros(num_samples, dtype=np.float32))
+        if len(x) == 0:  # not one fbank frame
+            return False
+        model = self.transcriber.asr_model
+        try:
+            with torch.inference_mode():
+                model.encode(torch.from_numpy(x)[None], torch.tensor([len(x)]))
+        except TooShortUttError:
+            return False
+        except RuntimeError:
+            # The STFT's reflection padding needs more than half a window of
+            # input; below that the frontend itself refuses.
+            return False
+        return True
+
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples the model decodes (binary search over silence)."""
+        if self._min_samples is None:
+            high = int(_MIN_SEARCH_SECONDS * self.fs)
+            if not self._accepts(high):
+                raise RuntimeError(
+                    f"the model's encoder refuses {_MIN_SEARCH_SECONDS} s of input"
+                )
+            low = 0  # refused (or empty); high: accepted
+            while high - low > 1:
+                middle = (low + high) // 2
+                if self._accepts(middle):
+                    high = middle
+                else:
+                    low = middle
+            self._min_samples = high
+        return self._min_samples
+
+    def pad(self, samples: np.ndarray) -> np.ndarray:
+        """``samples`` (T,) with silence on both sides up to the minimum length."""
+        missing = self.min_samples - len(samples)
+        if missing <= 0:
+            return samples
+        return np.pad(samples, (missing // 2, missing - missing // 2))
+
+    def decode(self, samples: np.ndarray) -> str:
+        """Text of one window of mono samples (T,) at :attr:`fs`."""
+        return self.transcriber(self.model_input(samples))
+
+
+def transcribe_file(
+    decoder: WindowDecoder,
+    path: str,
+    window_seconds: float,
+    search_seconds: float,
+) -> Tuple[str, float, int]:
+    """Transcript of one file, its duration (s) and number of windows.
+
+    Raises ``AudioError`` for bad audio (possibly after decoding some
+    windows: a file can turn out bad part way).
+    """
+    fs = decoder.fs
+    blocks = audio_blocks(path, fs, allow_command=False)
+    texts: List[str] = []
+    total = windows = 0
+    for window in split_at_pauses(blocks, fs, window_seconds, search_seconds):
+        total += len(window)
+        windows += 1
+        # Only a last window can be this short: cuts leave at least
+        # window_seconds - search_seconds.
+        if len(window) < fs * _MIN_SEARCH_SECONDS and len(window) < decoder.min_samples:
+            if windows == 1:  # the whole file
+                _note_padding(path, len(window), decoder)
+            window = decoder.pad(window)
+        text = decoder.decode(window).strip()
+        if text:
+            texts.append(text)
+    return " ".join(texts), total / fs, windows
+
+
+def _note_padding(path: str, length: int, decoder: WindowDecoder) -> None:
+    # Said for a file this short in all; a short last window of a long file
+    # is padded silently.
+    ms = 1000.0 * length / decoder.fs
+    minimum = 1000.0 * decoder.min_samples / decoder.fs
+    print(
+        f"transcribe: note: {path}: {ms:.0f} ms is shorter than the model's "
+        f"minimum of {minimum:.0f} ms; padded with silence",
+        file=sys.stderr,
     )
-    from packed_model import load_speech2text
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from espnet_shared_conformer.inference import load_model
 
     overrides = {
         k: v
         for k, v in (("beam_size", args.beam_size), ("ctc_weight", args.ctc_weight))
         if v is not None
     }
-    model = load_speech2text(
+    return load_model(
         args.model,
-        args.unpack_dir,
+        decoding=args.decoding,
         device=args.device,
+        unpack_dir=args.unpack_dir,
         use_lexicon=not args.no_lexicon,
         **overrides,
     )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    if not args.model.exists():
+        print(f"transcribe: ERROR: no such model: {args.model}", file=sys.stderr)
+        return 1
+    if not 0 < args.search_seconds <= args.window_seconds:
+        print(
+            f"transcribe: ERROR: --search_seconds ({args.search_seconds}) must be "
+            f"in (0, --window_seconds ({args.window_seconds})]",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    try:
+        decoder = WindowDecoder(_load(args))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"transcribe: ERROR: cannot load {args.model}: {e}", file=sys.stderr)
+        return 1
     failed = 0
     for path in args.audio:
         start = time.monotonic()
         try:
-            text = model.transcribe_file(path)
+            text, seconds, windows = transcribe_file(
+                decoder, path, args.window_seconds, args.search_seconds
+            )
         except AudioError as e:
             print(f"transcribe: ERROR: {e}", file=sys.stderr)
             failed += 1
             continue
+        except Exception as e:  # noqa: BLE001 - one file's failure must not stop the rest
+            logging.info("decoding %s failed", path, exc_info=True)
+            print(
+                f"transcribe: ERROR: {path}: decoding failed ({type(e).__name__}: {e})",
+                file=sys.stderr,
+            )
+            failed += 1
+            continue
         print(f"{path}\t{text}", flush=True)
-        logging.info("%s: %.2fs", path, time.monotonic() - start)
+        logging.info(
+            "%s: %.2f s of audio in %d window(s), decoded in %.2f s, peak RSS %.0f MiB",
+            path,
+            seconds,
+            windows,
+            time.monotonic() - start,
+            peak_rss_mb(),
+        )
+    if failed:
+        print(
+            f"transcribe: {failed} of {len(args.audio)} file(s) not transcribed",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
