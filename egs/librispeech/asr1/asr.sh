@@ -15,7 +15,9 @@
 # temporary name and moves it into place, and ends with a `.done` marker
 # holding a fingerprint of its inputs and options: a re-run skips a stage
 # whose fingerprint is unchanged and redoes it otherwise. Training resumes
-# from its last checkpoint (ESPnet's --resume true).
+# from its last checkpoint (ESPnet's --resume true), and refuses to when its
+# config, data or options changed since it started (README.md, "Training
+# resumes"). A stopped run (Ctrl-C, kill, a hang-up) stops its jobs too.
 set -euo pipefail
 
 log() {
