@@ -7,8 +7,11 @@ training can be started again safely.
   start and names the PID that holds it. The kernel drops the lock when the
   holder dies, however it dies, so a killed run never leaves a stale lock.
 - :func:`stop_with_parent`: on Linux, the training gets SIGTERM when the
-  process that started it (the job runner) dies, even by SIGKILL, instead of
-  training on as an orphan into a directory a restarted run also writes.
+  process that started it (the recipe's job runner) dies, even by SIGKILL,
+  instead of training on as an orphan into a directory a restarted run also
+  writes. :func:`started_by_job_runner` tells whether that parent is the
+  recipe's runner, which names itself in ``$SHARED_CONFORMER_JOB_RUNNER``; a
+  training started by hand (say under ``nohup``) is left to outlive its shell.
 - :func:`install_atomic_checkpoints`: ESPnet's ``Trainer.run`` writes
   ``checkpoint.pth`` and ``<N>epoch.pth`` in place with ``torch.save``; a kill
   during that write leaves a truncated file that ``--resume true`` cannot
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 __all__ = [
+    "JOB_RUNNER_ENV",
     "LOCK_NAME",
     "TrainingLock",
     "TrainingLockedError",
@@ -46,11 +50,15 @@ __all__ = [
     "is_first_rank",
     "lock_holder",
     "lock_output_dir",
+    "started_by_job_runner",
     "stop_with_parent",
 ]
 
 #: The lock file inside the experiment directory.
 LOCK_NAME = ".train.lock"
+#: The environment variable in which the recipe's job runner
+#: (``local/run_job.sh``) gives the commands it starts its PID.
+JOB_RUNNER_ENV = "SHARED_CONFORMER_JOB_RUNNER"
 
 # From <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
@@ -162,6 +170,13 @@ def is_first_rank(args: argparse.Namespace) -> bool:
     else:
         rank = os.environ.get("RANK")
     return rank is None or int(rank) == 0
+
+
+def started_by_job_runner() -> bool:
+    """Whether this process's parent is the recipe's job runner (the PID in
+    ``$SHARED_CONFORMER_JOB_RUNNER``), rather than a shell or anything else
+    that may end while the process is meant to go on."""
+    return os.environ.get(JOB_RUNNER_ENV) == str(os.getppid())
 
 
 def stop_with_parent(signum: int = signal.SIGTERM) -> bool:

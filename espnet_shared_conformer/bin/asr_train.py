@@ -10,7 +10,8 @@ Run as a program (or as a spawned worker's main module), the process also
 (see :mod:`espnet_shared_conformer.training`):
 
 - stops when the process that started it dies (Linux), rather than training
-  on as an orphan;
+  on as an orphan: the recipe's job runner, for a process it started; the
+  training process, for a worker ESPnet spawned;
 - writes ESPnet's ``checkpoint.pth`` and ``<N>epoch.pth`` atomically, so a
   kill during a save leaves the previous checkpoint loadable;
 - holds the lock of ``--output_dir`` (rank 0 only), so that a second training
@@ -24,9 +25,11 @@ from typing import Optional, Sequence
 from espnet_shared_conformer import training
 
 _IS_PROGRAM = __name__ in ("__main__", "__mp_main__")
-if _IS_PROGRAM:
-    # First, before the slow imports below, so that a runner killed while
-    # ESPnet loads still takes this process with it.
+# First, before the slow imports below, so that a runner killed while ESPnet
+# loads still takes this process with it.
+if __name__ == "__mp_main__" or (
+    __name__ == "__main__" and training.started_by_job_runner()
+):
     training.stop_with_parent()
 
 from espnet_shared_conformer._registry import register  # noqa: E402

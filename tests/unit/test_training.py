@@ -141,6 +141,23 @@ def test_child_stops_when_its_parent_is_killed(tmp_path):
     assert stopped
 
 
+@pytest.mark.parametrize(
+    "value, expected",
+    [(None, False), ("parent", True), ("self", False), ("", False)],
+)
+def test_started_by_job_runner_only_when_it_names_the_parent(
+    monkeypatch, value, expected
+):
+    # The recipe's job runner names itself; a shell that started a training
+    # by hand (under nohup, say) does not, and its end must not stop it.
+    pids = {"parent": str(os.getppid()), "self": str(os.getpid()), "": ""}
+    if value is None:
+        monkeypatch.delenv(training.JOB_RUNNER_ENV, raising=False)
+    else:
+        monkeypatch.setenv(training.JOB_RUNNER_ENV, pids[value])
+    assert training.started_by_job_runner() is expected
+
+
 # ------------------------------------------------------------------ atomic save
 
 

@@ -65,8 +65,10 @@ shift
 # - a signal to the runner alone (a scheduler, asr.sh's clean-up) is passed
 #   on to each command and everything it started, by the trap below;
 # - a runner killed outright (SIGKILL) cannot pass anything on, but a command
-#   that asks the kernel for a signal when its parent dies (the package's
-#   training wrapper does, on Linux) is stopped too: its parent is this runner.
+#   that asks the kernel for a signal when its parent dies is stopped too: its
+#   parent is this runner. The package's training entry point asks, on Linux,
+#   when its parent is the PID named here (and not, say, a user's shell).
+export SHARED_CONFORMER_JOB_RUNNER=$$
 declare -A job_number=() job_log=() job_start=()
 failed=()
 
