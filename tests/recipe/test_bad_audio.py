@@ -101,7 +101,8 @@ def test_loader_finds_corrupt_data_part_way(tmp_path: Path) -> None:
     reason = audio_io.check_audio(str(path))
 
     match = re.fullmatch(
-        r"corrupt audio data between ([\d.]+) s and ([\d.]+) s \((.+)\)", reason or ""
+        r"corrupt or truncated audio data between ([\d.]+) s and ([\d.]+) s \((.+)\)",
+        reason or "",
     )
     assert match, reason
     assert float(match[1]) >= 10.0 and float(match[2]) <= 30.0

@@ -10,9 +10,10 @@ Good: any format and sample rate (>= ``MIN_INPUT_RATE``) libsndfile decodes
 number of channels (averaged to mono), silence. Bad, with the reason an
 :class:`AudioError` gives: ``no such file``, ``empty file``, ``not an audio
 file (<libsndfile's words>)`` (text, a header cut short), ``no samples``,
-``sample rate ... below the ... minimum``, ``truncated: ...`` (the header
-promises more than the file holds), ``corrupt audio data ...`` (decoding
-fails part way) and ``NaN/inf samples ...`` (a float file with non-numbers).
+``sample rate ... below the ... minimum``, ``truncated: ...`` (a WAV header
+promises more than the file holds), ``corrupt or truncated audio data ...``
+(decoding fails part way) and ``NaN/inf samples ...`` (a float file with
+non-numbers).
 
 Audio is decoded, checked and resampled in blocks of ``BLOCK_SECONDS``, so
 memory does not grow with the length of a file; :func:`split_at_pauses` cuts
@@ -199,17 +200,9 @@ def audio_blocks(
             end = min(decoded + block_frames, sound.frames)
             raise AudioError(
                 entry,
-                f"corrupt audio data between {decoded / rate:.2f} s and "
+                f"corrupt or truncated audio data between {decoded / rate:.2f} s and "
                 f"{end / rate:.2f} s ({_libsndfile_words(e)})",
             ) from None
-        # FLAC states its length in the stream header; a file cut at a frame
-        # boundary decodes without error but comes up short.
-        if sound.format == "FLAC" and decoded < sound.frames:
-            raise AudioError(
-                entry,
-                f"truncated: the header promises {sound.frames / rate:.2f} s, "
-                f"the file holds {decoded / rate:.2f} s",
-            )
         if stream is not None:
             tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
             if len(tail):

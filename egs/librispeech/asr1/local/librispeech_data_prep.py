@@ -18,12 +18,12 @@ line, an id that does not belong to its chapter, a bad flac) is reported
 with its file and line, and DST is then left untouched; the whole list is
 printed, not only the first.  Every flac is decoded by ``audio_io``, the
 loader of the dump stage and ``transcribe.py``, so the three agree on what is
-bad ("empty file", "not an audio file (...)", "corrupt audio data ...",
-"truncated: ...", "NaN/inf samples ..."); decoding runs at about 4000x real
-time per thread (``--nj``), about 15 CPU-minutes for all 960 h.  The
-finished directory is checked with validate_data_dir before it replaces DST.
-``DST/.done`` records what was read (files, sizes, times); a re-run with the
-same input does nothing.
+bad ("empty file", "not an audio file (...)", "corrupt or truncated audio
+data ...", "NaN/inf samples ..."); decoding runs at about 3000x real
+time per thread (``--nj``; 16 kHz speech flac, measured), so about 20
+CPU-minutes for all 960 h.  The finished directory is checked with
+validate_data_dir before it replaces DST.  ``DST/.done`` records what was
+read (files, sizes, times); a re-run with the same input does nothing.
 
     python local/librispeech_data_prep.py --dst data/dev \\
         LibriSpeech/dev-clean LibriSpeech/dev-other
