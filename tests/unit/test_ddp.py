@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -144,9 +145,38 @@ def environment() -> Dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
-def check(process: subprocess.Popen, what: str) -> None:
-    _, err = process.communicate(timeout=180)
-    assert process.returncode == 0, f"{what} failed:\n{err[-3000:]}"
+def run_ranks(
+    commands: List[List[str]], logs: List[Path], timeout: float = 300
+) -> None:
+    """Run one process per rank; when one fails (the others would wait for it
+    forever) or time runs out, stop them all. Output goes to ``logs``."""
+    processes = []
+    for command, log in zip(commands, logs, strict=True):
+        with log.open("w") as f:
+            processes.append(
+                subprocess.Popen(
+                    command, env=environment(), stdout=f, stderr=subprocess.STDOUT
+                )
+            )
+    deadline = time.monotonic() + timeout
+    try:
+        while any(p.poll() is None for p in processes):
+            if time.monotonic() > deadline or any(p.poll() for p in processes):
+                break
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    codes = [process.returncode for process in processes]
+    if any(codes):
+        # Show the rank that failed by itself, not one stopped here (-9).
+        rank = max(range(len(codes)), key=lambda r: codes[r])
+        pytest.fail(
+            f"rank {rank} failed (exit codes {codes}):\n"
+            + logs[rank].read_text()[-3000:]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -179,18 +209,14 @@ def test_two_gloo_ranks_train_as_one_process(
     dist = ["--multiprocessing_distributed", "false", "--dist_backend", "gloo"]
     dist += ["--dist_world_size", "2", "--dist_init_method", f"file://{out}.init"]
     dist += ["--unused_parameters", unused_parameters]
-    ranks = [
-        subprocess.Popen(
+    run_ranks(
+        [
             [sys.executable, str(DRIVER), *train_args(root, out), *dist]
-            + ["--dist_rank", str(rank)],
-            env=environment(),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
-    for rank, process in enumerate(ranks):
-        check(process, f"rank {rank}")
+            + ["--dist_rank", str(rank)]
+            for rank in (0, 1)
+        ],
+        [root / f"{out.name}.rank{rank}.log" for rank in (0, 1)],
+    )
     rank0 = torch.load(out / "rank0.pth", map_location="cpu")
     rank1 = torch.load(out / "rank1.pth", map_location="cpu")
 
