@@ -13,7 +13,6 @@ at module level: that hook imports this module in every process there.
 __all__ = [
     "ENCODER_NAME",
     "UNREGISTERED_HINT",
-    "explain_unregistered",
     "is_registered",
     "register",
 ]
@@ -21,7 +20,9 @@ __all__ = [
 #: The name a YAML config uses: ``encoder: shared_conformer``.
 ENCODER_NAME = "shared_conformer"
 
-#: How to make a process know the encoder.
+#: How to make a process know the encoder: what the startup hook prints when
+#: it cannot register. (ESPnet's own "--encoder must be one of (...)" error, in
+#: a process the package is not part of, lists ESPnet's names only.)
 UNREGISTERED_HINT = (
     f"encoder: {ENCODER_NAME} is not registered with ESPnet in this process. "
     "Run python -m espnet_shared_conformer.bin.asr_train / .bin.asr_inference "
@@ -57,19 +58,3 @@ def is_registered() -> bool:
     from espnet2.tasks.asr import encoder_choices
 
     return ENCODER_NAME in encoder_choices.classes
-
-
-def explain_unregistered(error: BaseException) -> str | None:
-    """:data:`UNREGISTERED_HINT` if ``error`` is ESPnet's refusal of the encoder.
-
-    ESPnet's ``ClassChoices`` raises ``ValueError("--encoder must be one of
-    (...): --encoder shared_conformer")`` (building a model from a config) and
-    argparse "invalid choice: 'shared_conformer'" (``--encoder`` on a command
-    line); both list ESPnet's names only.
-    """
-    message = str(error)
-    if ENCODER_NAME in message and (
-        "must be one of" in message or "invalid choice" in message
-    ):
-        return UNREGISTERED_HINT
-    return None

@@ -18,11 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_shared_conformer._registry import (
-    ENCODER_NAME,
-    UNREGISTERED_HINT,
-    explain_unregistered,
-)
+from espnet_shared_conformer._registry import ENCODER_NAME
 from espnet_shared_conformer.enable import PTH_NAME
 
 TOKENS = ["<blank>", "<unk>", "A", "B", "C", "<sos/eos>"]
@@ -122,10 +118,8 @@ def test_enable_registers_in_espnets_binary_and_disable_removes_it(venv, tmp_pat
     assert _run(venv, "-c", probe).stdout.split()[0] == "False"
     refused = _train_dry_run(venv, tmp_path)
     assert refused.returncode != 0
-    # ESPnet's own message, which the package recognizes to add its hint.
-    message = refused.stderr.strip().splitlines()[-1]
-    assert f"--encoder {ENCODER_NAME}" in message
-    assert explain_unregistered(ValueError(message)) == UNREGISTERED_HINT
+    # ESPnet's own message: nothing of the package runs in this process.
+    assert f"--encoder {ENCODER_NAME}" in refused.stderr.strip().splitlines()[-1]
     assert "not enabled" in _run(venv, "-m", "espnet_shared_conformer.disable").stdout
 
 

@@ -8,7 +8,7 @@ the loader and through the inference binary (called in-process).
 
 import logging
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict
 
 import numpy as np
 import pytest
@@ -17,97 +17,18 @@ import yaml
 
 pytest.importorskip("flashlight.lib.text.decoder")
 
-from espnet_shared_conformer import register  # noqa: E402
+from tiny_asr import FS, TEXT, train_tiny_ctc_model  # noqa: E402
+
 from espnet_shared_conformer.inference import (  # noqa: E402
     RECORD_NAME,
     count_quantized,
     load_model,
 )
 
-TOKENS = ["<blank>", "<unk>", "<space>", "A", "C", "O", "T", "<sos/eos>"]
-TEXT = "CAT TACO"
-FS = 16000
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Dict[str, Path]:
-    """exp/ with config.yaml + valid.loss.ave.pth of a model that learned TEXT,
-    the waveform, a decoding YAML, a lexicon and a word bigram."""
-    import soundfile
-    from espnet2.tasks.asr import ASRTask
-
-    from espnet_shared_conformer.lexicon import write_lexicon
-    from espnet_shared_conformer.ngram import estimate_kneser_ney
-
-    register()
-    root = tmp_path_factory.mktemp("trained")
-    exp = root / "exp"
-    exp.mkdir()
-    config = dict(
-        frontend="default",
-        frontend_conf=dict(n_fft=256, win_length=256, hop_length=128, n_mels=20),
-        encoder="shared_conformer",
-        encoder_conf=dict(
-            output_size=32,
-            attention_heads=2,
-            linear_units=48,
-            num_blocks=4,
-            num_unique_blocks=2,
-            cnn_module_kernel=7,
-            rel_pos_type="latest",
-            dropout_rate=0.0,
-            positional_dropout_rate=0.0,
-            attention_dropout_rate=0.0,
-        ),
-        decoder="none",
-        model_conf=dict(ctc_weight=1.0),
-        best_model_criterion=[["valid", "loss", "min"]],
-    )
-    (root / "train.yaml").write_text(yaml.safe_dump(config))
-    (root / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
-    args = ASRTask.get_parser().parse_args(
-        ["--config", str(root / "train.yaml"), "--token_list", str(root / "tokens.txt")]
-        + ["--token_type", "char"]
-    )
-    torch.manual_seed(0)
-    model = ASRTask.build_model(args)
-    rng = np.random.default_rng(0)
-    samples = (rng.standard_normal(FS // 2) * 0.1).astype(np.float32)
-    speech = torch.from_numpy(samples)[None]
-    target = torch.tensor([[TOKENS.index(c if c != " " else "<space>") for c in TEXT]])
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(400):
-        loss = model(speech, torch.tensor([speech.size(1)]), target, torch.tensor([8]))[
-            0
-        ]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if loss.item() < 0.1:
-            break
-    assert loss.item() < 0.1, f"the tiny model did not learn {TEXT!r}: loss {loss}"
-    torch.save(model.state_dict(), exp / "valid.loss.ave.pth")
-    (exp / "config.yaml").write_text(yaml.safe_dump(vars(args)))
-
-    wav = root / "utt1.wav"
-    soundfile.write(wav, samples, FS)
-    (root / "wav.scp").write_text(f"utt1 {wav}\n")
-    # Like the recipe's decode_asr.yaml: options of both searches, no
-    # ctc_weight (the model's lack of a decoder must set it).
-    decode = root / "decode.yaml"
-    decode.write_text("beam_size: 4\nlexicon_beam_size: 50\nword_score: 1.0\n")
-    write_lexicon(["CAT", "TACO", "COT", "CA"], TOKENS, root / "lexicon.txt")
-    lm = estimate_kneser_ney([["CAT", "TACO"], ["COT", "CAT"]], 2)
-    lm.write_arpa(root / "word_lm.arpa")
-    return dict(
-        root=root,
-        exp=exp,
-        samples=samples,
-        wav_scp=root / "wav.scp",
-        decode=decode,
-        lexicon=root / "lexicon.txt",
-        word_lm=root / "word_lm.arpa",
-    )
+def trained(tmp_path_factory) -> Dict[str, Any]:
+    return train_tiny_ctc_model(tmp_path_factory.mktemp("trained"))
 
 
 def _decode_cli(trained, output_dir: Path, *extra: str) -> str:
@@ -142,9 +63,7 @@ def test_espnets_defaults_fail_and_the_loader_does_not(trained):
     from espnet2.bin.asr_inference import Speech2Text
 
     exp = trained["exp"]
-    plain = Speech2Text(  # beam 4: the default 20 is more than the 8 tokens
-        str(exp / "config.yaml"), str(exp / "valid.loss.ave.pth"), beam_size=4
-    )
+    plain = Speech2Text(str(exp / "config.yaml"), str(exp / "valid.loss.ave.pth"))
     assert plain(trained["samples"])[0][0] != TEXT
     transcribe = load_model(exp, decoding=trained["decode"], use_lexicon=False)
     assert transcribe.options["ctc_weight"] == 1.0
