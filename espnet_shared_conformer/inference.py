@@ -77,6 +77,18 @@ _LEXICON_CONFIG_FIELDS = {
     "word_score": "word_score",
     "sil_score": "sil_score",
 }
+# ESPnet's options the lexicon path applies (bin.asr_inference's
+# lexicon_inference and load_model alike).
+_APPLIED_WITH_LEXICON = (
+    "asr_train_config",
+    "asr_model_file",
+    "word_lm_file",
+    "dtype",
+    "nbest",
+    "quantize_asr_model",
+    "quantize_modules",
+    "quantize_dtype",
+)
 # Tuning of ESPnet's beam search. The lexicon search has its own options; a
 # decoding YAML shared by both searches (the recipe's decode_asr.yaml) may
 # hold these, but given explicitly with the lexicon they are a mistake.
@@ -172,13 +184,16 @@ def check_lexicon_options(
     ``options`` holds the ESPnet decoding options in effect, ``explicit`` the
     names the user set for this run (command line, keyword arguments), as
     opposed to a decoding YAML; ``defaults`` ESPnet's defaults. Raises
-    ``ValueError`` for an explicit beam-search option or any option of
-    :data:`_NOT_WITH_LEXICON` away from its default. Returns the beam-search
+    ``ValueError`` for an explicit beam-search option, or for any option it
+    does not apply (:data:`_NOT_WITH_LEXICON`, and any that a newer ESPnet
+    adds) away from its default. Returns the beam-search
     options a YAML set, which the lexicon search does not use (the caller
     logs them: they serve decoding without the lexicon).
     """
-    for name in _NOT_WITH_LEXICON:
-        if name in options and options[name] != defaults.get(name):
+    handled = (*_APPLIED_WITH_LEXICON, *_SEARCH_OPTIONS, *_PER_RUN, *LEXICON_OPTIONS)
+    # Everything else, _NOT_WITH_LEXICON and any option a newer ESPnet adds.
+    for name in options:
+        if name not in handled and options[name] != defaults.get(name):
             if name in _OTHER_LMS:
                 raise ValueError(
                     f"--lexicon_file decodes with its word LM only; drop --{name}"

@@ -218,3 +218,20 @@ def test_missing_sources_are_named(tmp_path):
     (tmp_path / "config.yaml").write_text("encoder: shared_conformer\n")
     with pytest.raises(FileNotFoundError, match=f"no {RECORD_NAME}"):
         load_model(tmp_path)
+
+
+def test_every_option_of_espnets_binary_is_audited_for_the_lexicon_path():
+    """Applied, a beam-search option (refused when given), refused, or
+    per-run: a new ESPnet option fails here until it is placed."""
+    from espnet_shared_conformer import inference
+    from espnet_shared_conformer.bin.asr_inference import get_parser
+
+    placed = {
+        *inference._APPLIED_WITH_LEXICON,
+        *inference._SEARCH_OPTIONS,
+        *inference._NOT_WITH_LEXICON,
+        *inference._PER_RUN,
+        *inference.LEXICON_OPTIONS,
+    }
+    dests = {a.dest for a in get_parser()._actions} - {"help"}
+    assert dests - placed == set()
