@@ -301,22 +301,13 @@ wait_with_count() {
     wait "${pid}"
 }
 
-# kill_tree PID...: terminate the processes and everything they started.
-kill_tree() {
-    local pid child
-    for pid in "$@"; do
-        for child in $(ps -o pid= --ppid "${pid}" 2>/dev/null); do
-            kill_tree "${child}"
-        done
-        kill -TERM "${pid}" 2>/dev/null || true
-    done
-}
+# shellcheck source=local/kill_tree.sh
+. local/kill_tree.sh
 
 # Training and decoding run in the background while this shell waits; when
-# the run is stopped (Ctrl-C, kill), stop them too rather than leave them
+# the run is stopped (Ctrl-C, kill, or SIGHUP from a terminal that hangs up,
+# as a dropped SSH session does), stop them too rather than leave them
 # running on their own.
-# A terminal that hangs up (a dropped SSH session) sends SIGHUP: handled
-# the same way, so that no training goes on without its recipe.
 on_signal() {
     trap - INT TERM HUP
     log "Interrupted (SIG$1): stopping running jobs"

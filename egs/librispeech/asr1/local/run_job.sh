@@ -109,16 +109,8 @@ reap_job() {
     unset "job_number[${pid}]" "job_log[${pid}]" "job_start[${pid}]"
 }
 
-# kill_tree PID...: terminate the processes and everything they started.
-kill_tree() {
-    local pid child
-    for pid in "$@"; do
-        for child in $(ps -o pid= --ppid "${pid}" 2>/dev/null); do
-            kill_tree "${child}"
-        done
-        kill -TERM "${pid}" 2>/dev/null || true
-    done
-}
+# shellcheck source=local/kill_tree.sh
+. "$(dirname "${BASH_SOURCE[0]}")/kill_tree.sh"
 
 # stop_jobs SIGNAL: stop every running job, then exit as killed by SIGNAL.
 stop_jobs() {
