@@ -14,7 +14,9 @@ def test_a_working_environment_passes_and_names_its_versions() -> None:
     assert "torchaudio " in done.stdout and "espnet " in done.stdout
 
 
-def test_a_torchaudio_that_does_not_load_fails_with_the_versions(tmp_path: Path) -> None:
+def test_a_torchaudio_that_does_not_load_fails_with_the_versions(
+    tmp_path: Path,
+) -> None:
     # A torchaudio built for another torch fails inside its extension loader;
     # a package that raises the same OSError stands in for one, since a
     # mismatched build cannot be installed next to the locked environment.

@@ -72,8 +72,11 @@ def setup_requirements() -> Dict[str, List[str]]:
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"
     ]
     assert len(calls) == 1
-    kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in calls[0].keywords
-              if kw.arg in ("install_requires", "extras_require")}
+    kwargs = {
+        kw.arg: ast.literal_eval(kw.value)
+        for kw in calls[0].keywords
+        if kw.arg in ("install_requires", "extras_require")
+    }
     return {"": kwargs["install_requires"], **kwargs["extras_require"]}
 
 
@@ -111,7 +114,9 @@ def test_pins_of_the_in_file_are_what_the_lock_holds(lock: Lock) -> None:
         if line.strip() and not line.startswith("#"):
             req = Requirement(line)
             (pin,) = list(req.specifier)
-            assert pin.operator == "==", f"{in_files[0].name}: {line} is not an exact pin"
+            assert pin.operator == "==", (
+                f"{in_files[0].name}: {line} is not an exact pin"
+            )
             assert lock.versions[canonicalize_name(req.name)] == pin.version
 
 
