@@ -631,7 +631,7 @@ train_input_what=(
 
 # train_options: the options of the training command that the fingerprint holds.
 train_options() {
-    printf -- '--asr_args %s\n' "${asr_args}"
+    printf -- "--asr_args '%s'\n" "${asr_args}"
     printf '%s\n' "${frontend_opts[*]}"
 }
 
@@ -674,8 +674,8 @@ check_train_inputs() {
     [ ${#changes[@]} -gt 0 ] || [ "$(cat "${dir}/fingerprint")" = "${fp}" ] ||
         changes+=("the fingerprint of its inputs")
     [ ${#changes[@]} -gt 0 ] || return 0
-    log "ERROR: Stage 11: ${exp} holds a training of other inputs than it would resume with now;" \
-        "changed since it started:"
+    log "ERROR: Stage 11: ${exp} was trained from other inputs than stage 11 has now;" \
+        "changed since its training started:"
     for entry in "${changes[@]}"; do log "  - ${entry}"; done
     if [[ " ${changes[*]} " == *" the config "* ]]; then
         log "  config it was trained with: ${dir}/asr_config.yaml; diff -u ${dir}/asr_config.yaml ${asr_config}"
