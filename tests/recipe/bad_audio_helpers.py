@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 import numpy as np
 import soundfile
@@ -53,12 +53,14 @@ def build_packed_model(
     decoding: Dict = DECODING,
     blank_bias: float = 0.0,
     seed: int = 0,
+    extra_files: Sequence[Path] = (),
 ) -> Path:
     """A model as stage 14 packs it: ``config.yaml`` as ESPnet's training writes
     it (its own argument parser), random weights, the decoding YAML, zipped by
     ``espnet2.main_funcs.pack_funcs.pack``. Returns the zip's path.
 
-    ``blank_bias`` is added to the CTC output bias of the blank token: a
+    ``extra_files`` are packed too (stage 14's lexicon.txt and word_lm.arpa,
+    found by name when the model is loaded). ``blank_bias`` is added to the CTC output bias of the blank token: a
     trained CTC model emits blank on most frames, a random one on few, and
     then ESPnet's beam search runs for as many steps as there are frames.
     """
@@ -70,6 +72,9 @@ def build_packed_model(
 
     espnet_shared_conformer.register()
     workdir.mkdir(parents=True, exist_ok=True)
+    # Packed under their own names: pack() stores paths relative to the cwd.
+    extra = [shutil.copy(f, workdir / Path(f).name) for f in extra_files]
+    extra = [Path(f).name for f in extra]
     with contextlib.chdir(workdir):
         Path("tokens.txt").write_text("\n".join(TOKENS) + "\n")
         Path("train.yaml").write_text(yaml.safe_dump(train_config))
@@ -99,7 +104,7 @@ def build_packed_model(
         pack(
             files={"asr_model_file": "exp/model.pth"},
             yaml_files={"asr_train_config": "exp/config.yaml"},
-            option=["decode.yaml"],
+            option=["decode.yaml", *extra],
             outpath="packed.zip",
         )
     return workdir / "packed.zip"
