@@ -389,7 +389,7 @@ def test_transcribe_transcribes_good_kind(kind: str, transcription) -> None:
     if kind == "50 ms clip":
         assert re.search(
             rf"transcribe: note: {re.escape(path)}: 50 ms is shorter than the "
-            r"model's minimum of \d+ ms; padded with silence",
+            r"model's minimum of \d+ ms; padded with silence to 200 ms",
             result.stderr,
         )
 

@@ -18,8 +18,8 @@ empty file, no samples, not audio, a header cut short, NaN/inf samples, ...)
 is reported on stderr as ``transcribe: ERROR: <file>: <reason>``, the other
 files are still transcribed, and the exit status is then 1. A clip shorter
 than the model's minimum input (the encoder's subsampling needs a few frames:
-60 ms for conv2d with a 10 ms hop) is padded with silence on both sides up to it, with a
-note on stderr.
+60 ms for conv2d with a 10 ms hop) is padded with silence on both sides to
+200 ms, with a note on stderr.
 
 Long recordings are decoded in windows of at most ``--window_seconds`` (20 s
 by default, the longest training utterance of the recipe's default
@@ -51,6 +51,11 @@ from audio_io import AudioError, audio_blocks, kaldi_fbank, split_at_pauses
 #: Shortest window tried when searching for the model's minimum input; longer
 #: is always accepted by the encoders ESPnet builds (15 frames at most).
 _MIN_SEARCH_SECONDS = 1.0
+#: A clip shorter than this is padded to it (or to the model's minimum, if
+#: longer). At the bare minimum the encoder gives one frame, ESPnet's beam
+#: search has one step, and its last step appends a second <eos> to a
+#: hypothesis that chose <eos>, which then reads "<sos/eos>" as text.
+_PAD_SECONDS = 0.2
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -172,9 +177,14 @@ class WindowDecoder:
             self._min_samples = high
         return self._min_samples
 
+    @property
+    def pad_samples(self) -> int:
+        """Length short clips are padded to: ``_PAD_SECONDS``, or the minimum."""
+        return max(self.min_samples, int(_PAD_SECONDS * self.fs))
+
     def pad(self, samples: np.ndarray) -> np.ndarray:
-        """``samples`` (T,) with silence on both sides up to the minimum length."""
-        missing = self.min_samples - len(samples)
+        """``samples`` (T,) with silence on both sides up to :attr:`pad_samples`."""
+        missing = self.pad_samples - len(samples)
         if missing <= 0:
             return samples
         return np.pad(samples, (missing // 2, missing - missing // 2))
@@ -203,10 +213,11 @@ def transcribe_file(
         total += len(window)
         windows += 1
         # Only a last window can be this short: cuts leave at least
-        # window_seconds - search_seconds.
-        if len(window) < fs * _MIN_SEARCH_SECONDS and len(window) < decoder.min_samples:
-            if windows == 1:  # the whole file
-                _note_padding(path, len(window), decoder)
+        # window_seconds - search_seconds. (The test comes first to search
+        # for the minimum only when needed.)
+        if len(window) < fs * _MIN_SEARCH_SECONDS and len(window) < decoder.pad_samples:
+            if windows == 1 and len(window) < decoder.min_samples:
+                _note_padding(path, len(window), decoder)  # the whole file
             window = decoder.pad(window)
         text = decoder.decode(window).strip()
         if text:
@@ -219,9 +230,11 @@ def _note_padding(path: str, length: int, decoder: WindowDecoder) -> None:
     # is padded silently.
     ms = 1000.0 * length / decoder.fs
     minimum = 1000.0 * decoder.min_samples / decoder.fs
+    padded = 1000.0 * decoder.pad_samples
     print(
         f"transcribe: note: {path}: {ms:.0f} ms is shorter than the model's "
-        f"minimum of {minimum:.0f} ms; padded with silence",
+        f"minimum of {minimum:.0f} ms; padded with silence to "
+        f"{padded / decoder.fs:.0f} ms",
         file=sys.stderr,
     )
 
