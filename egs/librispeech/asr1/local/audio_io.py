@@ -164,49 +164,60 @@ def audio_blocks(
     yielded (data that turns out corrupt or non-finite part way).
     """
     with _open(entry, allow_command) as sound:
-        rate = int(sound.samplerate)
-        if rate < min_rate:
-            raise AudioError(
-                entry, f"sample rate {rate} Hz is below the {min_rate} Hz minimum"
-            )
-        stream = None
-        if target_rate is not None and target_rate != rate:
-            import soxr
+        yield from _decode(sound, entry, target_rate, min_rate, block_seconds)
 
-            stream = soxr.ResampleStream(
-                rate, target_rate, 1, dtype="float32", quality="HQ"
+
+def _decode(
+    sound: soundfile.SoundFile,
+    entry: str,
+    target_rate: Optional[int],
+    min_rate: int,
+    block_seconds: float,
+) -> Iterator[np.ndarray]:
+    """The blocks of :func:`audio_blocks` from an opened ``sound``."""
+    rate = int(sound.samplerate)
+    if rate < min_rate:
+        raise AudioError(
+            entry, f"sample rate {rate} Hz is below the {min_rate} Hz minimum"
+        )
+    stream = None
+    if target_rate is not None and target_rate != rate:
+        import soxr
+
+        stream = soxr.ResampleStream(
+            rate, target_rate, 1, dtype="float32", quality="HQ"
+        )
+    block_frames = max(1, int(block_seconds * rate))
+    decoded = 0
+    try:
+        for block in sound.blocks(block_frames, dtype="float32", always_2d=True):
+            mono = (
+                block.mean(axis=1, dtype=np.float32)
+                if block.shape[1] > 1
+                else block[:, 0]
             )
-        block_frames = max(1, int(block_seconds * rate))
-        decoded = 0
-        try:
-            for block in sound.blocks(block_frames, dtype="float32", always_2d=True):
-                mono = (
-                    block.mean(axis=1, dtype=np.float32)
-                    if block.shape[1] > 1
-                    else block[:, 0]
+            finite = np.isfinite(mono)
+            if not finite.all():
+                first = decoded + int(np.argmin(finite))
+                raise AudioError(
+                    entry, f"NaN/inf samples (first at {first / rate:.3f} s)"
                 )
-                finite = np.isfinite(mono)
-                if not finite.all():
-                    first = decoded + int(np.argmin(finite))
-                    raise AudioError(
-                        entry, f"NaN/inf samples (first at {first / rate:.3f} s)"
-                    )
-                decoded += len(mono)
-                if stream is not None:
-                    mono = stream.resample_chunk(mono, last=False)
-                if len(mono):
-                    yield mono
-        except soundfile.LibsndfileError as e:
-            end = min(decoded + block_frames, sound.frames)
-            raise AudioError(
-                entry,
-                f"corrupt or truncated audio data between {decoded / rate:.2f} s and "
-                f"{end / rate:.2f} s ({_libsndfile_words(e)})",
-            ) from None
-        if stream is not None:
-            tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            if len(tail):
-                yield tail
+            decoded += len(mono)
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=False)
+            if len(mono):
+                yield mono
+    except soundfile.LibsndfileError as e:
+        end = min(decoded + block_frames, sound.frames)
+        raise AudioError(
+            entry,
+            f"corrupt or truncated audio data between {decoded / rate:.2f} s and "
+            f"{end / rate:.2f} s ({_libsndfile_words(e)})",
+        ) from None
+    if stream is not None:
+        tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if len(tail):
+            yield tail
 
 
 def check_audio(
@@ -230,11 +241,8 @@ def read_audio(
 ) -> Tuple[np.ndarray, int]:
     """All of ``entry`` at its own rate: mono float32 samples (T,) and the rate."""
     with _open(entry, allow_command) as sound:
-        rate = int(sound.samplerate)
-    samples = np.concatenate(
-        list(audio_blocks(entry, None, min_rate, allow_command=allow_command))
-    )
-    return samples, rate
+        blocks = list(_decode(sound, entry, None, min_rate, BLOCK_SECONDS))
+        return np.concatenate(blocks), int(sound.samplerate)
 
 
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
