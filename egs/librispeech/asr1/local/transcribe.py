@@ -38,6 +38,7 @@ Decoded whole (``--window_seconds 1e6``), 60 s took 1182 MiB and 180 s
 """
 
 import argparse
+import contextlib
 import logging
 import resource
 import sys
@@ -277,7 +278,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
     try:
-        decoder = WindowDecoder(_load(args))
+        # Stdout carries the transcripts only; some ESPnet releases print
+        # notices there while being imported (Flash Attention's absence).
+        with contextlib.redirect_stdout(sys.stderr):
+            decoder = WindowDecoder(_load(args))
     except (ValueError, FileNotFoundError) as e:
         print(f"transcribe: ERROR: cannot load {args.model}: {e}", file=sys.stderr)
         return 1
