@@ -229,13 +229,11 @@ def transcribe_file(
 def _note_padding(path: str, length: int, decoder: WindowDecoder) -> None:
     # Said for a file this short in all; a short last window of a long file
     # is padded silently.
-    ms = 1000.0 * length / decoder.fs
-    minimum = 1000.0 * decoder.min_samples / decoder.fs
-    padded = 1000.0 * decoder.pad_samples
+    ms = 1000.0 / decoder.fs
     print(
-        f"transcribe: note: {path}: {ms:.0f} ms is shorter than the model's "
-        f"minimum of {minimum:.0f} ms; padded with silence to "
-        f"{padded / decoder.fs:.0f} ms",
+        f"transcribe: note: {path}: {length * ms:.0f} ms is shorter than the "
+        f"model's minimum of {decoder.min_samples * ms:.0f} ms; padded with "
+        f"silence to {decoder.pad_samples * ms:.0f} ms",
         file=sys.stderr,
     )
 
