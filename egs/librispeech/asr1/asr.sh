@@ -777,7 +777,7 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
         log "Stage 12: ${total} utterances of ${todo[*]}: ${n} jobs, logs in ${logdir}/asr_inference.*.log"
         start=${SECONDS}
         # shellcheck disable=SC2086  # inference_args is a list of options
-        OMP_NUM_THREADS=1 ${decode_cmd} JOB=1:"${n}" "${logdir}/asr_inference.JOB.log" \
+        OMP_NUM_THREADS=1 ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${n}" "${logdir}/asr_inference.JOB.log" \
             ${python} -m espnet_shared_conformer.bin.asr_inference --batch_size 1 --ngpu "${_ngpu}" \
             --data_path_and_name_and_type "${logdir}/all.scp,speech,${audio_type}" \
             --key_file "${logdir}/keys.JOB.scp" \

@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
             if [ "$2" -gt 1 ]; then
                 echo "$0: runs jobs on this machine only; --num_nodes $2 needs a cluster" \
-                    "scheduler script (Kaldi's slurm.pl or queue.pl) in cmd.sh" >&2
+                    "scheduler: set cmd_backend=slurm (cmd.sh; README.md, \"Scaling out\")" >&2
                 exit 2
             fi
             shift 2 ;;
