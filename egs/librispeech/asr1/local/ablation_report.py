@@ -77,7 +77,10 @@ def wer_by_set(root: Path, test_sets: Sequence[str]) -> Dict[str, Dict[str, floa
     """Test set -> sclite word summary, from ``root/*/<set>/score_wer``."""
     found = {}
     for dset in test_sets:
-        results = sorted(root.glob(f"*/{dset}/score_wer/result.txt"))
+        # The acoustic-only decoding (local/ablation.sh) is the primary score.
+        results = sorted(
+            root.glob(f"decode_acoustic/{dset}/score_wer/result.txt")
+        ) or sorted(root.glob(f"*/{dset}/score_wer/result.txt"))
         if results:
             found[dset] = parse_result(results[-1])
     return found
@@ -118,7 +121,7 @@ def asr_row(exp: Path, test_sets: Sequence[str]) -> Dict[str, object]:
     report = ParameterReport.from_config(str(exp / "config.yaml"))
     epochs = epoch_seconds(exp / "train.log")
     name = exp.name.removeprefix("asr_ablation_")
-    source = Path("conf/ablation") / f"{name}.yaml"
+    source = Path("conf/ablation") / f"{re.sub(r'_seed[0-9]+$', '', name)}.yaml"
     return dict(
         name=name,
         description=describe_config(source) if source.exists() else "",

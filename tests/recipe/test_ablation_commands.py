@@ -1,0 +1,116 @@
+"""local/ablation.sh spells out every option of the study itself.
+
+The rows must be trained and decoded the same way whenever the study is run,
+whatever the main job's presets in run.sh have become since. The script's
+``--dry_run true`` prints the asr.sh commands it would run; these tests read
+them in a scratch copy of the recipe's scripts and configs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import List
+
+import pytest
+from pipeline_helpers import RECIPE_DIR
+
+
+def copy_recipe(dest: Path) -> Path:
+    """The scripts and configs of the recipe (no data, no experiments)."""
+    for name in ("run.sh", "asr.sh", "path.sh", "cmd.sh"):
+        shutil.copy2(RECIPE_DIR / name, dest / name)
+    shutil.copytree(RECIPE_DIR / "conf", dest / "conf")
+    shutil.copytree(RECIPE_DIR / "local", dest / "local")
+    return dest
+
+
+def dry_run(recipe: Path, *args: str) -> List[List[str]]:
+    done = subprocess.run(
+        ["bash", "local/ablation.sh", "--dry_run", "true", *args],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return [shlex.split(line) for line in done.stdout.splitlines()]
+
+
+def option(cmd: List[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def test_changing_run_sh_presets_changes_no_ablation_command(tmp_path: Path) -> None:
+    recipe = copy_recipe(tmp_path)
+    before = dry_run(recipe, "--rows", "b1_repeat")
+    run_sh = recipe / "run.sh"
+    text = run_sh.read_text()
+    for old, new in (
+        ('--speed_perturb_factors "0.9 1.0 1.1"', '--speed_perturb_factors "1.0"'),
+        ("--token_type char --use_word_lm true", "--token_type bpe --use_word_lm false"),
+        ("--ngpu 0 --nj 2 --inference_nj 2", "--ngpu 0 --nj 3 --inference_nj 5"),
+        ("--asr_config conf/train_asr.yaml", "--asr_config conf/other.yaml"),
+        ("mini_hours=2.0 ", "mini_hours=0.5 "),
+    ):
+        assert old in text, f"run.sh no longer has {old!r}: update this test"
+        text = text.replace(old, new)
+    run_sh.write_text(text)
+    assert dry_run(recipe, "--rows", "b1_repeat") == before
+    assert not any("run.sh" in word for cmd in before for word in cmd)
+
+
+def test_each_row_and_seed_trains_once_and_decodes_twice(tmp_path: Path) -> None:
+    cmds = dry_run(copy_recipe(tmp_path), "--rows", "b1_repeat b4_lowrank", "--seeds", "3 7")
+    asr = [c for c in cmds if c[0] == "./asr.sh"]
+    data = asr[0]
+    assert (option(data, "--stage"), option(data, "--stop_stage")) == ("1", "10")
+    # the data as the main job made it, named by the script itself
+    assert option(data, "--speed_perturb_factors") == "0.9 1.0 1.1"
+    assert option(data, "--token_type") == "char"
+    assert "--mini_hours 2.0 --seed 1" in option(data, "--local_data_opts")
+    runs = asr[1:]
+    assert len(runs) == 2 * 2 * 2
+    tags = set()
+    for train, lexicon in zip(runs[::2], runs[1::2]):
+        tag = option(train, "--asr_tag")
+        seed = tag.rsplit("seed", 1)[1]
+        assert option(train, "--asr_args") == f"--seed {seed}"
+        assert (option(train, "--stage"), option(train, "--stop_stage")) == ("11", "13")
+        # the primary score: no LM of any kind
+        assert option(train, "--use_word_lm") == "false"
+        assert option(train, "--use_lm") == "false"
+        assert option(train, "--inference_tag") == "decode_acoustic"
+        # the second column decodes the same model with the lexicon
+        assert option(lexicon, "--asr_tag") == tag
+        assert option(lexicon, "--asr_args") == f"--seed {seed}"
+        assert option(lexicon, "--stage") == "12"
+        assert option(lexicon, "--use_word_lm") == "true"
+        assert option(lexicon, "--inference_tag") == "decode_lexicon"
+        assert option(train, "--test_sets").split()[0] == "dev"
+        tags.add(tag)
+    assert tags == {
+        f"ablation_{row}_seed{seed}" for row in ("b1_repeat", "b4_lowrank") for seed in (3, 7)
+    }
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seeds", "1 two"], "--seeds takes integers"),
+        (["--rows", "no_such_row"], "no config conf/ablation/no_such_row.yaml"),
+        (["--acoustic_config", "conf/missing.yaml"], "no decoding config conf/missing.yaml"),
+    ],
+)
+def test_bad_options_exit_2_naming_them(tmp_path: Path, args: List[str], message: str) -> None:
+    done = subprocess.run(
+        ["bash", "local/ablation.sh", "--dry_run", "true", *args],
+        cwd=copy_recipe(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
