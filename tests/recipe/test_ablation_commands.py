@@ -50,7 +50,10 @@ def test_changing_run_sh_presets_changes_no_ablation_command(tmp_path: Path) -> 
     text = run_sh.read_text()
     for old, new in (
         ('--speed_perturb_factors "0.9 1.0 1.1"', '--speed_perturb_factors "1.0"'),
-        ("--token_type char --use_word_lm true", "--token_type bpe --use_word_lm false"),
+        (
+            "--token_type char --use_word_lm true",
+            "--token_type bpe --use_word_lm false",
+        ),
         ("--ngpu 0 --nj 2 --inference_nj 2", "--ngpu 0 --nj 3 --inference_nj 5"),
         ("--asr_config conf/train_asr.yaml", "--asr_config conf/other.yaml"),
         ("mini_hours=2.0 ", "mini_hours=0.5 "),
@@ -63,7 +66,9 @@ def test_changing_run_sh_presets_changes_no_ablation_command(tmp_path: Path) -> 
 
 
 def test_each_row_and_seed_trains_once_and_decodes_twice(tmp_path: Path) -> None:
-    cmds = dry_run(copy_recipe(tmp_path), "--rows", "b1_repeat b4_lowrank", "--seeds", "3 7")
+    cmds = dry_run(
+        copy_recipe(tmp_path), "--rows", "b1_repeat b4_lowrank", "--seeds", "3 7"
+    )
     asr = [c for c in cmds if c[0] == "./asr.sh"]
     data = asr[0]
     assert (option(data, "--stage"), option(data, "--stop_stage")) == ("1", "10")
@@ -74,7 +79,7 @@ def test_each_row_and_seed_trains_once_and_decodes_twice(tmp_path: Path) -> None
     runs = asr[1:]
     assert len(runs) == 2 * 2 * 2
     tags = set()
-    for train, lexicon in zip(runs[::2], runs[1::2]):
+    for train, lexicon in zip(runs[::2], runs[1::2], strict=True):
         tag = option(train, "--asr_tag")
         seed = tag.rsplit("seed", 1)[1]
         assert option(train, "--asr_args") == f"--seed {seed}"
@@ -92,7 +97,9 @@ def test_each_row_and_seed_trains_once_and_decodes_twice(tmp_path: Path) -> None
         assert option(train, "--test_sets").split()[0] == "dev"
         tags.add(tag)
     assert tags == {
-        f"ablation_{row}_seed{seed}" for row in ("b1_repeat", "b4_lowrank") for seed in (3, 7)
+        f"ablation_{row}_seed{seed}"
+        for row in ("b1_repeat", "b4_lowrank")
+        for seed in (3, 7)
     }
 
 
@@ -101,10 +108,15 @@ def test_each_row_and_seed_trains_once_and_decodes_twice(tmp_path: Path) -> None
     [
         (["--seeds", "1 two"], "--seeds takes integers"),
         (["--rows", "no_such_row"], "no config conf/ablation/no_such_row.yaml"),
-        (["--acoustic_config", "conf/missing.yaml"], "no decoding config conf/missing.yaml"),
+        (
+            ["--acoustic_config", "conf/missing.yaml"],
+            "no decoding config conf/missing.yaml",
+        ),
     ],
 )
-def test_bad_options_exit_2_naming_them(tmp_path: Path, args: List[str], message: str) -> None:
+def test_bad_options_exit_2_naming_them(
+    tmp_path: Path, args: List[str], message: str
+) -> None:
     done = subprocess.run(
         ["bash", "local/ablation.sh", "--dry_run", "true", *args],
         cwd=copy_recipe(tmp_path),
