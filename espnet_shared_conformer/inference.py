@@ -38,10 +38,12 @@ import numpy as np
 import yaml
 
 __all__ = [
+    "ESPNET_BEST_MODEL_CRITERION",
     "LEXICON_OPTIONS",
     "RECORD_NAME",
     "ModelFiles",
     "Transcriber",
+    "best_model_name",
     "check_decoder_options",
     "check_lexicon_options",
     "count_quantized",
@@ -366,64 +368,211 @@ def _default_unpack_dir(zip_path: Path) -> Path:
     return cache / "espnet_shared_conformer" / "unpacked" / key[:16]
 
 
-def _one(paths: List[Path], what: str, where: Path) -> Optional[Path]:
-    if len(paths) > 1:
-        raise ValueError(
-            f"{where} holds {len(paths)} {what}: {', '.join(map(str, paths))}"
-        )
-    return paths[0] if paths else None
+def _one(names: List[str], what: str, where: Path) -> Optional[str]:
+    if len(names) > 1:
+        raise ValueError(f"{where} holds {len(names)} {what}: {', '.join(names)}")
+    return names[0] if names else None
+
+
+def _member_name(path: str) -> str:
+    """How an archive names a packed path: normalized, without a leading '/'.
+
+    ``pack`` stores paths relative to its working directory, or absolute ones
+    for files outside it; zip and tar drop the leading '/' of the latter.
+    """
+    return os.path.normpath(path).lstrip("/")
+
+
+@dataclass(frozen=True)
+class _Archive:
+    """What an archive of ``espnet2.bin.pack`` holds, read from the archive itself."""
+
+    #: Its ``meta.yaml``: ``files`` and ``yaml_files`` (key -> packed path).
+    meta: Dict[str, Any]
+    #: Member names of its regular files, meta.yaml included.
+    members: Tuple[str, ...]
+    #: Name of its meta.yaml member.
+    meta_name: str
+    #: A digest of every member's name, size and checksum (tar: time).
+    identity: str
+
+    def packed(self) -> Dict[str, str]:
+        """Key (``asr_train_config``, ``asr_model_file``, ...) -> member name."""
+        names = set(self.members)
+        packed = {}
+        for key, path in {**self.meta["yaml_files"], **self.meta["files"]}.items():
+            name = _member_name(str(path))
+            if name not in names:
+                raise ValueError(f"meta.yaml names {key}: {path}, which is not packed")
+            packed[key] = name
+        return packed
+
+    def options(self) -> List[str]:
+        """Members packed besides meta.yaml and the model's files (``--option``)."""
+        model = {self.meta_name, *self.packed().values()}
+        return [name for name in self.members if name not in model]
+
+
+def _read_archive(path: Path) -> _Archive:
+    """The member list and meta.yaml of an archive of ``espnet2.bin.pack``."""
+    import zipfile
+
+    from espnet2.main_funcs.pack_funcs import Archiver
+
+    members: List[str] = []
+    digest = hashlib.sha1()
+    meta_name: Optional[str] = None
+    meta: Any = None
+    with Archiver(path) as archive:
+        for info in archive:
+            name = archive.get_name_from_info(info)
+            if isinstance(info, zipfile.ZipInfo):
+                if info.is_dir():
+                    continue
+                digest.update(f"{name}\0{info.file_size}\0{info.CRC}\n".encode())
+            else:
+                if not info.isfile():
+                    continue
+                digest.update(f"{name}\0{info.size}\0{info.mtime}\n".encode())
+            members.append(name)
+            # ESPnet's unpack takes the first member so named.
+            if meta_name is None and Path(name).name == "meta.yaml":
+                meta_name = name
+                meta = yaml.safe_load(archive.extractfile(info))
+    if meta_name is None:
+        raise ValueError(f"{path}: no meta.yaml (not packed by espnet2.bin.pack)")
+    if not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("files"), dict)
+        and isinstance(meta.get("yaml_files"), dict)
+    ):
+        raise ValueError(f"{path}: its {meta_name} has no 'files' and 'yaml_files'")
+    return _Archive(meta, tuple(members), meta_name, digest.hexdigest())
+
+
+#: Written into an unpack directory once an archive is completely unpacked
+#: there: the archive's identity (:attr:`_Archive.identity`).
+_UNPACKED_STAMP = ".unpacked"
+
+
+def _unpack(path: Path, archive: _Archive, unpack_dir: Path) -> None:
+    """Unpack ``archive`` into ``unpack_dir`` unless it is there already.
+
+    ESPnet's own cache (``unpack(use_cache=True)``) looks for the files one
+    level above the unpack directory: next to a recipe's ``exp/`` it returns
+    the recipe's files. The stamp written last says which archive was
+    unpacked completely; an exclusive lock on the directory makes parallel
+    loads of one model unpack it once, and none read a file another is
+    writing.
+    """
+    import fcntl
+
+    from espnet2.main_funcs.pack_funcs import unpack
+
+    unpack_dir.mkdir(parents=True, exist_ok=True)
+    stamp = unpack_dir / _UNPACKED_STAMP
+    fd = os.open(unpack_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if (
+            stamp.is_file()
+            and stamp.read_text(encoding="utf-8") == archive.identity
+            and all((unpack_dir / name).is_file() for name in archive.members)
+        ):
+            return
+        # An unpacking cut short leaves no stamp.
+        stamp.unlink(missing_ok=True)
+        unpack(path, unpack_dir, use_cache=False)
+        tmp = stamp.with_name(stamp.name + ".tmp")
+        tmp.write_text(archive.identity, encoding="utf-8")
+        os.replace(tmp, stamp)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _from_zip(
     zip_path: Path, unpack_dir: Optional[Path], decoding: Optional[Path]
 ) -> ModelFiles:
-    from espnet2.main_funcs.pack_funcs import unpack
-
-    unpack_dir = Path(unpack_dir) if unpack_dir else _default_unpack_dir(zip_path)
-    files = unpack(zip_path, unpack_dir)
-    if "asr_train_config" not in files or "asr_model_file" not in files:
+    archive = _read_archive(zip_path)
+    packed = archive.packed()
+    if "asr_train_config" not in packed or "asr_model_file" not in packed:
         raise ValueError(f"{zip_path}: not an ASR model packed by espnet2.bin.pack asr")
+    # Absolute: ESPnet writes the unpacked paths into the unpacked config,
+    # which a later load from another working directory reuses.
+    unpack_dir = (
+        Path(unpack_dir).absolute() if unpack_dir else _default_unpack_dir(zip_path)
+    )
+    _unpack(zip_path, archive, unpack_dir)
+    # Found among the archive's own members, never by globbing the unpack
+    # directory: it may hold other files (another model's, a recipe's).
+    options = archive.options()
     if decoding is None:
-        # The decoding YAML is the one that is neither meta.yaml nor a config
-        # of the model (stage 14 packs the one stage 12 used).
-        known = {Path(p).resolve() for p in files.values()}
-        yamls = [
-            p
-            for p in sorted(unpack_dir.rglob("*.yaml"))
-            if p.name != "meta.yaml" and p.resolve() not in known
-        ]
-        decoding = _one(yamls, "decoding YAMLs (pass decoding=...)", zip_path)
-    options = _read_yaml(decoding) if decoding else {}
+        # Stage 14 packs the decoding YAML stage 12 used as an --option.
+        name = _one(
+            [n for n in options if Path(n).suffix in (".yaml", ".yml")],
+            "decoding YAMLs (pass decoding=...)",
+            zip_path,
+        )
+        decoding = unpack_dir / name if name else None
+    settings = _read_yaml(decoding) if decoding else {}
     # The lexicon and word LM of --use_word_lm true (stage 9), by name.
-    for name, filename in (
+    for option, filename in (
         ("lexicon_file", "lexicon.txt"),
         ("word_lm_file", "word_lm.arpa"),
     ):
-        found = _one(sorted(unpack_dir.rglob(filename)), filename, zip_path)
-        if found is not None:
-            options.setdefault(name, str(found))
+        name = _one(
+            [n for n in options if Path(n).name == filename], filename, zip_path
+        )
+        if name is not None:
+            settings.setdefault(option, str(unpack_dir / name))
     return ModelFiles(
-        Path(files["asr_train_config"]),
-        Path(files["asr_model_file"]),
-        options,
+        unpack_dir / packed["asr_train_config"],
+        unpack_dir / packed["asr_model_file"],
+        settings,
         decoding,
     )
 
 
-def _best_model_file(exp_dir: Path, train_config: Mapping[str, Any]) -> Path:
-    """The averaged model of the config's first ``valid`` criterion.
+#: ESPnet's default ``best_model_criterion`` (its trainer's), for a config
+#: that names none.
+ESPNET_BEST_MODEL_CRITERION = (
+    ("train", "loss", "min"),
+    ("valid", "loss", "min"),
+    ("train", "acc", "max"),
+    ("valid", "acc", "max"),
+)
 
-    ESPnet averages the best epochs of each ``best_model_criterion`` into
-    ``<phase>.<criterion>.ave.pth``; the recipe decodes the first ``valid`` one.
+
+def best_model_name(train_config: Mapping[str, Any]) -> str:
+    """The averaged model file the recipe decodes, for a training config.
+
+    ESPnet averages the ``keep_nbest_models`` best epochs of every
+    ``best_model_criterion`` entry into ``<phase>.<criterion>.ave.pth``; the
+    recipe's asr.sh (through ``local/best_model_name.py``) and
+    :func:`load_model` decode the one of the first ``valid`` entry.
+    ``ValueError`` for a malformed entry or none of phase ``valid``.
     """
-    criteria = train_config.get("best_model_criterion") or [["valid", "loss", "min"]]
-    for phase, criterion, *_ in criteria:
+    criteria = train_config.get("best_model_criterion") or ESPNET_BEST_MODEL_CRITERION
+    for entry in criteria:
+        if len(entry) != 3:
+            raise ValueError(
+                f"best_model_criterion entry {entry!r}: "
+                "expected [phase, criterion, min|max]"
+            )
+        phase, criterion, _ = entry
         if phase == "valid":
-            path = exp_dir / f"valid.{criterion}.ave.pth"
-            if path.is_file():
-                return path
-            raise FileNotFoundError(f"{exp_dir}: no {path.name} (is training done?)")
-    raise ValueError(f"{exp_dir}/config.yaml: no 'valid' best_model_criterion")
+            return f"valid.{criterion}.ave.pth"
+    raise ValueError(f"best_model_criterion {criteria!r} has no 'valid' entry")
+
+
+def _best_model_file(exp_dir: Path, train_config: Mapping[str, Any]) -> Path:
+    try:
+        path = exp_dir / best_model_name(train_config)
+    except ValueError as e:
+        raise ValueError(f"{exp_dir}/config.yaml: {e}") from e
+    if not path.is_file():
+        raise FileNotFoundError(f"{exp_dir}: no {path.name} (is training done?)")
+    return path
 
 
 def _from_exp_dir(exp_dir: Path, decoding: Optional[Path]) -> ModelFiles:

@@ -6,6 +6,7 @@ an experiment directory and from a zip packed by ESPnet's ``pack``, through
 the loader and through the inference binary (called in-process).
 """
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Dict
@@ -235,3 +236,74 @@ def test_every_option_of_espnets_binary_is_audited_for_the_lexicon_path():
     }
     dests = {a.dest for a in get_parser()._actions} - {"help"}
     assert dests - placed == set()
+
+
+def _pack_recipe(trained, recipe: Path, decode: str) -> Path:
+    """A recipe directory (exp/, conf/) and the zip stage 14 packs from it."""
+    import shutil
+
+    from espnet2.main_funcs.pack_funcs import pack
+
+    shutil.copytree(trained["exp"], recipe / "exp" / "asr", dirs_exist_ok=True)
+    (recipe / "exp" / "word_lm").mkdir(exist_ok=True)
+    for name in ("lexicon", "word_lm"):
+        shutil.copy(trained[name], recipe / "exp" / "word_lm")
+    (recipe / "conf").mkdir(exist_ok=True)
+    (recipe / "conf" / "decode_asr.yaml").write_text(decode)
+    (recipe / "packed.zip").unlink(missing_ok=True)
+    with contextlib.chdir(recipe):  # pack stores paths relative to the cwd
+        pack(
+            files=dict(asr_model_file="exp/asr/valid.loss.ave.pth"),
+            yaml_files=dict(asr_train_config="exp/asr/config.yaml"),
+            outpath="packed.zip",
+            option=[
+                "conf/decode_asr.yaml",
+                "exp/word_lm/lexicon.txt",
+                "exp/word_lm/word_lm.arpa",
+            ],
+        )
+    return recipe / "packed.zip"
+
+
+def test_a_packed_zip_loads_again_from_the_same_unpack_dir(
+    trained, tmp_path, monkeypatch
+):
+    """The recipe's layout: ``--unpack_dir unpacked`` next to exp/. ESPnet's
+    unpack cache looks one level up and returns the recipe's own exp/ files;
+    the loader takes the model's files from the archive's own members."""
+    recipe = tmp_path / "recipe"
+    packed = _pack_recipe(trained, recipe, "lexicon_beam_size: 50\n")
+    monkeypatch.chdir(recipe)
+    unpacked = recipe / "unpacked"
+    first = load_model(packed, unpack_dir="unpacked")
+    model_file = unpacked / "exp" / "asr" / "valid.loss.ave.pth"
+    written = model_file.stat().st_mtime_ns
+    # Files of others in the unpack dir are not the model's.
+    (unpacked / "conf" / "notes.yaml").write_text("beam_size: 1\n")
+    for transcribe in (first, load_model(packed, unpack_dir="unpacked")):
+        assert transcribe.lexicon_decoder is not None
+        assert transcribe.options["lexicon_beam_size"] == 50
+        assert Path(transcribe.options["lexicon_file"]).is_relative_to(unpacked)
+        assert transcribe(trained["samples"]) == TEXT
+    assert model_file.stat().st_mtime_ns == written  # unpacked once
+
+    # From another working directory: the unpacked config names absolute paths.
+    monkeypatch.chdir(tmp_path)
+    assert load_model(packed, unpack_dir=unpacked)(trained["samples"]) == TEXT
+
+    # Another archive into the same directory is unpacked, not taken for the first.
+    packed = _pack_recipe(trained, recipe, "lexicon_beam_size: 7\n")
+    assert load_model(packed, unpack_dir=unpacked).options["lexicon_beam_size"] == 7
+
+
+def test_a_packed_zip_loads_again_from_the_default_unpack_dir(
+    trained, tmp_path, monkeypatch
+):
+    packed = _pack_recipe(trained, tmp_path / "recipe", "lexicon_beam_size: 50\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for _ in range(2):
+        transcribe = load_model(packed)
+        assert Path(transcribe.options["lexicon_file"]).is_relative_to(
+            tmp_path / "cache"
+        )
+        assert transcribe(trained["samples"]) == TEXT
