@@ -183,23 +183,3 @@ def test_transcribe_reports_a_missing_model(tmp_path):
 
     assert result.returncode == 1
     assert "no such model file" in result.stderr
-
-
-def test_packed_decoding_config_is_the_one_extra_yaml(tmp_path):
-    packed_model = local_module("packed_model")
-    (tmp_path / "exp" / "asr").mkdir(parents=True)
-    (tmp_path / "conf" / "tuning").mkdir(parents=True)
-    (tmp_path / "meta.yaml").write_text("files: {}\n")
-    (tmp_path / "exp" / "asr" / "config.yaml").write_text("encoder: shared_conformer\n")
-    (tmp_path / "conf" / "tuning" / "decode.yaml").write_text(
-        "beam_size: 3\nctc_weight: 0.4\n"
-    )
-    files = {"asr_train_config": str(tmp_path / "exp" / "asr" / "config.yaml")}
-
-    assert packed_model._decoding_config(tmp_path, files) == {
-        "beam_size": 3,
-        "ctc_weight": 0.4,
-    }
-    # Two candidates: ambiguous, so ESPnet's defaults apply.
-    (tmp_path / "conf" / "other.yaml").write_text("beam_size: 9\n")
-    assert packed_model._decoding_config(tmp_path, files) == {}

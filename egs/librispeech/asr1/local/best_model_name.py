@@ -4,7 +4,9 @@
 ESPnet averages the ``keep_nbest_models`` best epochs of every
 ``best_model_criterion`` entry into ``<phase>.<criterion>.ave.pth``; asr.sh
 decodes the one of the first ``valid`` entry unless ``--inference_asr_model``
-names another file.
+names another file. The rule's one home is
+``espnet_shared_conformer.inference.best_model_name``, which ``load_model``
+applies to an experiment directory.
 
     python local/best_model_name.py conf/train_asr_960h.yaml   # valid.acc.ave.pth
 """
@@ -14,27 +16,7 @@ import sys
 
 import yaml
 
-# ESPnet's default when a config names no best_model_criterion.
-ESPNET_DEFAULT = [
-    ["train", "loss", "min"],
-    ["valid", "loss", "min"],
-    ["train", "acc", "max"],
-    ["valid", "acc", "max"],
-]
-
-
-def best_model_name(config: dict) -> str:
-    criteria = config.get("best_model_criterion") or ESPNET_DEFAULT
-    for entry in criteria:
-        if len(entry) != 3:
-            raise ValueError(
-                f"best_model_criterion entry {entry!r}: "
-                "expected [phase, criterion, min|max]"
-            )
-        phase, criterion, _ = entry
-        if phase == "valid":
-            return f"valid.{criterion}.ave.pth"
-    raise ValueError(f"best_model_criterion {criteria!r} has no 'valid' entry")
+from espnet_shared_conformer.inference import best_model_name
 
 
 def main() -> None:
