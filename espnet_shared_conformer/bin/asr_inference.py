@@ -20,7 +20,10 @@ the rules):
 - without it, a model without an attention decoder decodes with
   ``ctc_weight`` 1.0 unless ``ctc_weight`` is set, and a set weight below 1.0
   is an error (ESPnet's default 0.5 would decode garbage);
-  ``--quantize_lm`` without an LM and ``--word_lm_file`` are errors.
+  ``--quantize_lm`` without an LM and ``--word_lm_file`` are errors;
+- either way, ``--quantize_asr_model`` / ``--quantize_lm`` with ``--ngpu``
+  1 are refused before a model is loaded: torch's dynamic quantization runs
+  on the CPU only.
 
 The decoding is recorded in ``<output_dir>/decoding.yaml`` (model files and
 the options that were set), from which
@@ -251,6 +254,18 @@ def _set_in_config(path: Optional[str]) -> Set[str]:
         return set(yaml.safe_load(f) or {})
 
 
+def _check_device_options(kwargs: Dict[str, Any]) -> None:
+    """Refuse, before a model is loaded, what cannot run on the chosen device."""
+    if kwargs["ngpu"] >= 1:
+        for name in ("quantize_asr_model", "quantize_lm"):
+            if kwargs[name]:
+                raise ValueError(
+                    f"--{name} true with --ngpu {kwargs['ngpu']}: torch's dynamic "
+                    "quantization runs on the CPU only (its int8 kernels have no "
+                    "CUDA version); decode with --ngpu 0, or without quantization"
+                )
+
+
 def _check_espnet_options(
     kwargs: Dict[str, Any], set_names: Set[str]
 ) -> Dict[str, Any]:
@@ -289,6 +304,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     kwargs.pop("config", None)
     lexicon_kwargs = {name: kwargs.pop(name) for name in _LEXICON_OPTIONS}
     try:
+        _check_device_options(kwargs)
         if lexicon_kwargs["lexicon_file"] is None:
             kwargs = _check_espnet_options(kwargs, set_names)
             _espnet.inference(**kwargs)

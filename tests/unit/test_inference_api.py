@@ -151,6 +151,36 @@ def test_the_binary_refuses_what_it_would_drop(trained, tmp_path, extra, message
     assert not (tmp_path / "out" / RECORD_NAME).exists()
 
 
+@pytest.mark.parametrize("lexicon", [False, True])
+@pytest.mark.parametrize("option", ["--quantize_asr_model", "--quantize_lm"])
+def test_the_binary_refuses_quantizing_on_a_gpu_up_front(
+    trained, tmp_path, lexicon, option
+):
+    """Checked on the arguments: the model file does not even exist, and no
+    GPU is needed to see the refusal."""
+    from espnet_shared_conformer.bin import asr_inference
+
+    args = [
+        "--asr_train_config",
+        str(trained["exp"] / "config.yaml"),
+        "--asr_model_file",
+        str(tmp_path / "missing.pth"),
+        "--data_path_and_name_and_type",
+        f"{trained['wav_scp']},speech,sound",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--ngpu",
+        "1",
+        option,
+        "true",
+    ]
+    if lexicon:
+        args += ["--lexicon_file", str(trained["lexicon"])]
+    with pytest.raises(SystemExit, match=f"{option} true with --ngpu 1: .*CPU only"):
+        asr_inference.main(args)
+    assert not (tmp_path / "out").exists()
+
+
 def test_packed_zip_decodes_with_its_lexicon(trained, tmp_path, monkeypatch):
     """The zip of recipe stage 14: decoding YAML, lexicon and word LM inside."""
     from espnet2.main_funcs.pack_funcs import pack
