@@ -35,7 +35,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import yaml
 
@@ -138,15 +138,22 @@ def lexicon_inference(
 
     ``espnet_options`` are ESPnet's other options, which the caller has
     checked with :func:`~espnet_shared_conformer.inference.check_lexicon_options`:
-    none of them applies here.
+    none of them applies here. An utterance too short for the encoder's
+    subsampling gets ESPnet's placeholder hypothesis and a warning naming
+    it, and decoding goes on, as in ESPnet's own inference.
     """
     import torch
     from espnet2.fileio.datadir_writer import DatadirWriter
     from espnet2.tasks.asr import ASRTask
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
+    from espnet_shared_conformer._compat import TooShortUttError
     from espnet_shared_conformer.inference import load_asr_model
-    from espnet_shared_conformer.lexicon import CTCLexiconDecoder, LexiconDecoderConfig
+    from espnet_shared_conformer.lexicon import (
+        SEPARATOR,
+        CTCLexiconDecoder,
+        LexiconDecoderConfig,
+    )
 
     logging.basicConfig(
         level=log_level,
@@ -205,25 +212,49 @@ def lexicon_inference(
         allow_variable_data_keys=allow_variable_data_keys,
         inference=True,
     )
+    # What ESPnet's inference writes for an utterance too short for the
+    # encoder's subsampling, for each of the n best: text " ", the one token
+    # <space>, score 0.0 (ESPnet's own writes token id 2, <space>'s place in
+    # its character token lists; this is <space>'s id in the model's).
+    too_short = [(" ", [SEPARATOR], [model.token_list.index(SEPARATOR)], 0.0)]
     with DatadirWriter(output_dir) as writer, torch.inference_mode():
         for keys, batch in loader:
             speech = batch["speech"].to(device)
             lengths = batch["speech_lengths"].to(device)
-            encoded, encoded_lengths = model.encode(speech, lengths)
+            try:
+                encoded, encoded_lengths = model.encode(speech, lengths)
+            except TooShortUttError as e:
+                # As ESPnet's inference: a placeholder, and the job goes on.
+                logging.warning(f"Utterance {keys} {e}")
+                _write_hypotheses(writer, keys[0], too_short * nbest)
+                continue
             if isinstance(encoded, tuple):  # intermediate CTC outputs ride along
                 encoded = encoded[0]
             log_probs = model.ctc.log_softmax(encoded)[0, : int(encoded_lengths[0])]
             hyps = decoder(log_probs)
             # ESPnet's own line, which asr.sh counts to show progress.
             logging.info(f"best hypo: {' '.join(hyps[0][0])}")
-            for n, (words, token_int, score) in enumerate(hyps, 1):
-                best = writer[f"{n}best_recog"]
-                best["token"][keys[0]] = " ".join(
-                    model.token_list[i] for i in token_int
-                )
-                best["token_int"][keys[0]] = " ".join(map(str, token_int))
-                best["score"][keys[0]] = str(score)
-                best["text"][keys[0]] = " ".join(words)
+            _write_hypotheses(
+                writer,
+                keys[0],
+                [
+                    (" ".join(words), [model.token_list[i] for i in ids], ids, score)
+                    for words, ids, score in hyps
+                ],
+            )
+
+
+def _write_hypotheses(
+    writer: Any, key: str, hyps: Sequence[Tuple[str, List[str], List[int], float]]
+) -> None:
+    """ESPnet's ``{n}best_recog/{text,token,token_int,score}`` lines of one
+    utterance; ``hyps``: (text, tokens, token ids, score), best first."""
+    for n, (text, tokens, token_int, score) in enumerate(hyps, 1):
+        best = writer[f"{n}best_recog"]
+        best["token"][key] = " ".join(tokens)
+        best["token_int"][key] = " ".join(map(str, token_int))
+        best["score"][key] = str(score)
+        best["text"][key] = text
 
 
 def _given_on_command_line(cmd: Optional[List[str]]) -> Set[str]:

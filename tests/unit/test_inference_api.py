@@ -32,11 +32,13 @@ def trained(tmp_path_factory) -> Dict[str, Any]:
     return train_tiny_ctc_model(tmp_path_factory.mktemp("trained"))
 
 
-def _decode_cli(trained, output_dir: Path, *extra: str) -> str:
-    """ESPnet's inference through the package's binary, in this process."""
+def _decode_cli(trained, output_dir: Path, *extra: str, wav_scp=None) -> str:
+    """ESPnet's inference through the package's binary, in this process; the
+    first utterance's text."""
     from espnet_shared_conformer.bin import asr_inference
 
     exp = trained["exp"]
+    wav_scp = wav_scp or trained["wav_scp"]
     asr_inference.main(
         [
             "--asr_train_config",
@@ -44,7 +46,7 @@ def _decode_cli(trained, output_dir: Path, *extra: str) -> str:
             "--asr_model_file",
             str(exp / "valid.loss.ave.pth"),
             "--data_path_and_name_and_type",
-            f"{trained['wav_scp']},speech,sound",
+            f"{wav_scp},speech,sound",
             "--output_dir",
             str(output_dir),
             "--ngpu",
@@ -179,6 +181,41 @@ def test_the_binary_refuses_quantizing_on_a_gpu_up_front(
     with pytest.raises(SystemExit, match=f"{option} true with --ngpu 1: .*CPU only"):
         asr_inference.main(args)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_too_short_utterance_does_not_stop_the_lexicon_decoding(
+    trained, tmp_path, caplog
+):
+    """Between two good utterances, one too short for the encoder's
+    subsampling: warned about by name, and given the placeholder ESPnet's own
+    inference writes, line for line; the others are decoded."""
+    import soundfile
+
+    short = tmp_path / "short.wav"
+    soundfile.write(short, trained["samples"][:600], FS)  # 5 frames: too few
+    good = trained["root"] / "utt1.wav"
+    wav_scp = tmp_path / "wav.scp"
+    wav_scp.write_text(f"a_good {good}\nb_short {short}\nc_good {good}\n")
+    lexicon = ["--lexicon_file", str(trained["lexicon"])]
+    lexicon += ["--word_lm_file", str(trained["word_lm"])]
+    with caplog.at_level(logging.WARNING):
+        _decode_cli(trained, tmp_path / "lexicon", *lexicon, wav_scp=wav_scp)
+    assert "Utterance ['b_short']" in caplog.text
+    assert "too short" in caplog.text.lower()
+    _decode_cli(trained, tmp_path / "espnet", wav_scp=wav_scp)
+
+    for name in ("text", "token", "token_int", "score"):
+        ours = (tmp_path / "lexicon" / "1best_recog" / name).read_text()
+        espnets = (tmp_path / "espnet" / "1best_recog" / name).read_text()
+        ours, espnets = ours.splitlines(), espnets.splitlines()
+        assert [line.split(" ", 1)[0] for line in ours] == [
+            "a_good",
+            "b_short",
+            "c_good",
+        ]
+        assert ours[1] == espnets[1], name
+    text = (tmp_path / "lexicon" / "1best_recog" / "text").read_text().splitlines()
+    assert text[0] == f"a_good {TEXT}" and text[2] == f"c_good {TEXT}"
 
 
 def test_packed_zip_decodes_with_its_lexicon(trained, tmp_path, monkeypatch):
