@@ -50,6 +50,7 @@ __all__ = [
     "load_asr_model",
     "load_model",
     "quantize_model",
+    "register_encoder",
     "resolve_model",
     "write_decoding_record",
 ]
@@ -262,6 +263,26 @@ def _has_decoder(train_config: Mapping[str, Any]) -> bool:
 # ---------------------------------------------------------------- the model
 
 
+def register_encoder() -> None:
+    """:func:`~espnet_shared_conformer.register`, a failure explained.
+
+    Without the registration ESPnet cannot build the model, and its own
+    error would list the encoders it knows and say nothing of why this one
+    is missing. Raises ``RuntimeError`` naming the cause (the encoder's
+    module failing to import, the name taken by another class, ...) and
+    the ways to register it (``UNREGISTERED_HINT``).
+    """
+    from espnet_shared_conformer._registry import UNREGISTERED_HINT, register
+
+    try:
+        register()
+    except Exception as e:
+        raise RuntimeError(
+            f"could not register the encoder: {type(e).__name__}: {e}\n"
+            f"{UNREGISTERED_HINT}"
+        ) from e
+
+
 def quantize_model(model: Any, modules: Sequence[str], dtype: str) -> Any:
     """Dynamic quantization of ``modules`` (``torch.nn`` class names), as ESPnet's
     ``--quantize_asr_model`` does; ``ValueError`` for names it cannot quantize.
@@ -313,9 +334,7 @@ def load_asr_model(
     import torch
     from espnet2.tasks.asr import ASRTask
 
-    from espnet_shared_conformer._registry import register
-
-    register()
+    register_encoder()
     if quantize_asr_model and device != "cpu":
         raise ValueError(
             f"quantize_asr_model: dynamic quantization runs on the CPU, not {device}"
@@ -790,9 +809,7 @@ def load_model(
         logger.info(f"ESPnet's beam search: {', '.join(sorted(lexicon))} do not apply")
     from espnet2.bin.asr_inference import Speech2Text
 
-    from espnet_shared_conformer._registry import register
-
-    register()
+    register_encoder()
     train_config = _read_yaml(files.asr_train_config)
     espnet = check_decoder_options(
         _has_decoder(train_config), espnet, set(files.decoding) | set(overrides)

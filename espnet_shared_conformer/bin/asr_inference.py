@@ -39,9 +39,14 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import yaml
 
-from espnet_shared_conformer._registry import register
+from espnet_shared_conformer.inference import register_encoder
 
-register()
+try:
+    register_encoder()
+except RuntimeError as _e:
+    # Nothing of this binary works without it: say why, not ESPnet's list
+    # of the encoders it knows.
+    sys.exit(f"asr_inference: error: {_e}")
 
 import espnet2.bin.asr_inference as _espnet  # noqa: E402  (needs the registration above)
 
