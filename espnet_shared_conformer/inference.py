@@ -636,9 +636,12 @@ def resolve_model(
 ) -> ModelFiles:
     """Find a model's files and decoding options.
 
-    ``source``: a zip from ``espnet2.bin.pack asr`` (recipe stage 14: the
-    decoding YAML, ``lexicon.txt`` and ``word_lm.arpa`` inside are found by
-    name), unpacked into ``unpack_dir`` (default: a per-user cache); or an
+    ``source``: a zip from ``espnet2.bin.pack asr`` (recipe stage 14). The
+    model's files are the ones its ``meta.yaml`` names; among the other
+    members, the decoding YAML (the one ``*.yaml``), ``lexicon.txt`` and
+    ``word_lm.arpa`` are found by name; the zip is unpacked into
+    ``unpack_dir`` (default: a per-user cache) once, and later loads of the
+    same archive reuse it. Other files in ``unpack_dir`` play no part. Or an
     experiment directory holding ``config.yaml`` and the record of its
     decoding (:data:`RECORD_NAME`, written by stage 12). ``decoding``
     chooses among several decodings: a decoding YAML, or a directory to look
