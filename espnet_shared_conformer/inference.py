@@ -432,8 +432,9 @@ class _Archive:
         return [name for name in self.members if name not in model]
 
 
-def _read_archive(path: Path) -> _Archive:
-    """The member list and meta.yaml of an archive of ``espnet2.bin.pack``."""
+def _scan_archive(path: Path) -> Tuple[List[str], str, Optional[str], Any]:
+    """``path``'s regular files, a digest of their names, sizes and checksums
+    (tar: times), its meta.yaml member (None if none) and that file's content."""
     import zipfile
 
     from espnet2.main_funcs.pack_funcs import Archiver
@@ -458,6 +459,21 @@ def _read_archive(path: Path) -> _Archive:
             if meta_name is None and Path(name).name == "meta.yaml":
                 meta_name = name
                 meta = yaml.safe_load(archive.extractfile(info))
+    return members, digest.hexdigest(), meta_name, meta
+
+
+def _read_archive(path: Path) -> _Archive:
+    """The member list and meta.yaml of an archive of ``espnet2.bin.pack``.
+
+    ``ValueError`` for a file that is no such archive.
+    """
+    import tarfile
+    import zipfile
+
+    try:
+        members, identity, meta_name, meta = _scan_archive(path)
+    except (zipfile.BadZipFile, tarfile.TarError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: not a readable model archive: {e}") from e
     if meta_name is None:
         raise ValueError(f"{path}: no meta.yaml (not packed by espnet2.bin.pack)")
     if not (
@@ -466,7 +482,7 @@ def _read_archive(path: Path) -> _Archive:
         and isinstance(meta.get("yaml_files"), dict)
     ):
         raise ValueError(f"{path}: its {meta_name} has no 'files' and 'yaml_files'")
-    return _Archive(meta, tuple(members), meta_name, digest.hexdigest())
+    return _Archive(meta, tuple(members), meta_name, identity)
 
 
 #: Written into an unpack directory once an archive is completely unpacked

@@ -283,6 +283,9 @@ def test_input_of_the_wrong_shape(trained):
 def test_missing_sources_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such model"):
         load_model(tmp_path / "nothing.zip")
+    (tmp_path / "truncated.zip").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ValueError, match="truncated.zip: not a readable model archive"):
+        load_model(tmp_path / "truncated.zip")
     (tmp_path / "config.yaml").write_text("encoder: shared_conformer\n")
     with pytest.raises(FileNotFoundError, match=f"no {RECORD_NAME}"):
         load_model(tmp_path)
