@@ -41,7 +41,7 @@ mini_hours=2.0             # hours of synthesized training speech (the main job'
 corpus_seed=1              # seed of the mini corpus (the main job's)
 speed_perturb_factors="0.9 1.0 1.1"  # speed perturbation of the training set
 test_sets="dev test_sentences test_voices test_librivox"  # sets decoded per row
-acoustic_config=conf/ablation/decode_ctc.yaml  # decoding without any LM (primary score)
+acoustic_config=conf/decode_asr_acoustic.yaml  # decoding without any LM (primary score)
 lexicon_config=conf/decode_asr.yaml  # lexicon + word 3-gram decoding (second column)
 peers="pocketsphinx whisper"  # peer recognizers (local/peers.py --system); empty: none
 nj=2                       # parallel jobs for data preparation and statistics
@@ -63,9 +63,7 @@ for f in "${acoustic_config}" "${lexicon_config}"; do
 done
 
 if [ -z "${rows}" ]; then
-    rows=$(for f in conf/ablation/*.yaml; do
-        case "${f}" in */decode_*) ;; *) basename "${f}" .yaml ;; esac
-    done | tr '\n' ' ')
+    rows=$(for f in conf/ablation/*.yaml; do basename "${f}" .yaml; done | tr '\n' ' ')
 fi
 for row in ${rows}; do
     [ -f "conf/ablation/${row}.yaml" ] || _die_usage "no config conf/ablation/${row}.yaml"
