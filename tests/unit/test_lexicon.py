@@ -154,41 +154,10 @@ def test_bad_arguments(lexicon, tmp_path):
 
 def _tiny_model(tmp_path):
     """A seeded, untrained shared-conformer CTC model with character tokens."""
-    from espnet2.tasks.asr import ASRTask
+    from tiny_asr import build_tiny_model
 
-    from espnet_shared_conformer import register
-
-    register()
-    config = dict(
-        frontend="default",
-        frontend_conf=dict(n_fft=256, win_length=256, hop_length=128, n_mels=20),
-        encoder="shared_conformer",
-        encoder_conf=dict(
-            output_size=32,
-            attention_heads=2,
-            linear_units=48,
-            num_blocks=4,
-            num_unique_blocks=2,
-            cnn_module_kernel=7,
-            rel_pos_type="latest",
-        ),
-        decoder="none",
-        model_conf=dict(ctc_weight=1.0),
-    )
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
-    args = ASRTask.get_parser().parse_args(
-        [
-            "--config",
-            str(tmp_path / "train.yaml"),
-            "--token_list",
-            str(tmp_path / "tokens.txt"),
-            "--token_type",
-            "char",
-        ]
-    )
-    torch.manual_seed(0)
-    torch.save(ASRTask.build_model(args).state_dict(), tmp_path / "model.pth")
+    model, args = build_tiny_model(tmp_path, TOKENS)
+    torch.save(model.state_dict(), tmp_path / "model.pth")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(vars(args)))
 
 

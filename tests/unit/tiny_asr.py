@@ -7,7 +7,7 @@ README's examples.
 """
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -23,20 +23,15 @@ TEXT = "CAT TACO"
 FS = 16000
 
 
-def train_tiny_ctc_model(root: Path) -> Dict[str, Any]:
-    """``root/exp`` with config.yaml + valid.loss.ave.pth of a model that
-    learned TEXT, the waveform (``root/utt1.wav``, ``root/wav.scp``), a
-    decoding YAML, a lexicon and a word bigram."""
-    import soundfile
+def build_tiny_model(root: Path, tokens: List[str]) -> Tuple[Any, Any]:
+    """A seeded, untrained shared-conformer CTC model with character
+    ``tokens``: writes ``root/train.yaml`` and ``root/tokens.txt`` and returns
+    ESPnet's model and parsed training arguments."""
     from espnet2.tasks.asr import ASRTask
 
     from espnet_shared_conformer import register
-    from espnet_shared_conformer.lexicon import write_lexicon
-    from espnet_shared_conformer.ngram import estimate_kneser_ney
 
     register()
-    exp = root / "exp"
-    exp.mkdir(parents=True)
     config = dict(
         frontend="default",
         frontend_conf=dict(n_fft=256, win_length=256, hop_length=128, n_mels=20),
@@ -58,13 +53,27 @@ def train_tiny_ctc_model(root: Path) -> Dict[str, Any]:
         best_model_criterion=[["valid", "loss", "min"]],
     )
     (root / "train.yaml").write_text(yaml.safe_dump(config))
-    (root / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
+    (root / "tokens.txt").write_text("\n".join(tokens) + "\n")
     args = ASRTask.get_parser().parse_args(
         ["--config", str(root / "train.yaml"), "--token_list", str(root / "tokens.txt")]
         + ["--token_type", "char"]
     )
     torch.manual_seed(0)
-    model = ASRTask.build_model(args)
+    return ASRTask.build_model(args), args
+
+
+def train_tiny_ctc_model(root: Path) -> Dict[str, Any]:
+    """``root/exp`` with config.yaml + valid.loss.ave.pth of a model that
+    learned TEXT, the waveform (``root/utt1.wav``, ``root/wav.scp``), a
+    decoding YAML, a lexicon and a word bigram."""
+    import soundfile
+
+    from espnet_shared_conformer.lexicon import write_lexicon
+    from espnet_shared_conformer.ngram import estimate_kneser_ney
+
+    exp = root / "exp"
+    exp.mkdir(parents=True)
+    model, args = build_tiny_model(root, TOKENS)
     rng = np.random.default_rng(0)
     samples = (rng.standard_normal(FS // 2) * 0.1).astype(np.float32)
     speech = torch.from_numpy(samples)[None]
