@@ -104,6 +104,18 @@ def recipe(tmp_path_factory) -> Iterator[Path]:
             run.proc.wait()
 
 
+def _default_signals() -> None:
+    """Give run.sh the signal dispositions of a terminal's shell.
+
+    A process started in the background of a non-interactive shell, or under
+    nohup, as CI runners may start the test suite, inherits SIGINT (and
+    SIGHUP) ignored, and bash cannot trap a signal that was ignored when it
+    started: the tests would then see run.sh go on training.
+    """
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 class Run:
     """``./run.sh --stage 11`` in the background, in its own session (its PID
     is its process group), as a user starts it from a terminal."""
@@ -115,7 +127,7 @@ class Run:
             self.proc = subprocess.Popen(
                 ["./run.sh", *OPTS, "--asr_tag", tag, "--stage", "11", "--stop_stage", "11", *extra],
                 cwd=recipe, env=_env(), stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_default_signals,
             )  # fmt: skip
         _STARTED.append(self)
 

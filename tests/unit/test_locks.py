@@ -13,6 +13,7 @@ import importlib.metadata
 import re
 import shlex
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Set
@@ -139,9 +140,12 @@ def test_this_environment_is_its_lock() -> None:
     if venv not in own:
         pytest.skip(f"not one of the project's environments: {venv}")
     locked = parse_lock(LOCKS[own[venv]]).versions
+    # The environment's own site-packages only: once setuptools is imported
+    # (some test imports it), its vendored packages are on sys.path too.
+    site = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
     installed = {
         canonicalize_name(dist.metadata["Name"]): dist.version
-        for dist in importlib.metadata.distributions()
+        for dist in importlib.metadata.distributions(path=sorted(site))
     }
     installed.pop("espnet-shared-conformer")  # editable, from this checkout
     assert installed == locked
