@@ -38,19 +38,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-jobvar=""
-first=1
-last=1
-if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_][A-Za-z_0-9]*)=([0-9]+):([0-9]+)$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[3]}
-    shift
-    if [ "${first}" -gt "${last}" ]; then
-        echo "$0: empty job range ${jobvar}=${first}:${last}" >&2
-        exit 2
-    fi
-fi
+# shellcheck source=local/job_range.sh
+. "${BASH_SOURCE[0]%/*}/job_range.sh"
+if [ $# -gt 0 ] && parse_job_range "$1"; then shift; fi
 if [ $# -lt 2 ]; then
     echo "Usage: $0 [options] [JOB=1:N] LOG COMMAND [ARG...]" >&2
     exit 2

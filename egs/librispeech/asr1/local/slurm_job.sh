@@ -124,16 +124,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-jobvar=""
-first=1
-last=1
-if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_][A-Za-z_0-9]*)=([0-9]+):([0-9]+)$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[3]}
-    shift
-    [ "${first}" -le "${last}" ] || die_usage "empty job range ${jobvar}=${first}:${last}"
-fi
+# shellcheck source=local/job_range.sh
+. "${BASH_SOURCE[0]%/*}/job_range.sh"
+if [ $# -gt 0 ] && parse_job_range "$1"; then shift; fi
 [ $# -ge 2 ] || die_usage "usage: ${me} [options] [JOB=1:N] LOG COMMAND [ARG...]"
 log_pattern=$1
 shift
