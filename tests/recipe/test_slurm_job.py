@@ -207,17 +207,12 @@ def test_job_array_substitutes_the_task_and_names_failed_logs(slurm, tmp_path) -
         assert ended(log) == (1 if task == 2 else 0)
 
 
-def test_two_node_gpu_training_through_espnets_launcher(slurm, tmp_path) -> None:
-    """Stage 11's launcher call with --ngpu 8 --num_nodes 2, as asr.sh makes it."""
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    probe = tmp_path / "probe.py"
-    probe.write_text(PROBE)
-    train = [sys.executable, str(probe), "--output_dir", str(exp)]
+def launch(slurm, exp: Path, ngpu: int, num_nodes: int, train: List[str]) -> None:
+    """ESPnet's launcher with the Slurm back end, as stage 11 calls it."""
     result = subprocess.run(
         [sys.executable, "-m", "espnet2.bin.launch"]
         + ["--cmd", "local/slurm.pl --name asr_train", "--log", f"{exp}/train.log"]
-        + ["--ngpu", "8", "--num_nodes", "2", "--init_file_prefix"]
+        + ["--ngpu", str(ngpu), "--num_nodes", str(num_nodes), "--init_file_prefix"]
         + [f"{exp}/.dist_init_", "--multiprocessing_distributed", "true", "--", *train],
         cwd=RECIPE,
         env=slurm["env"],
@@ -226,6 +221,16 @@ def test_two_node_gpu_training_through_espnets_launcher(slurm, tmp_path) -> None
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_node_gpu_training_through_espnets_launcher(slurm, tmp_path) -> None:
+    """Stage 11's launcher call with --ngpu 8 --num_nodes 2, as asr.sh makes it."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    train = [sys.executable, str(probe), "--output_dir", str(exp)]
+    launch(slurm, exp, 8, 2, train)
     (sbatch, srun) = calls(slurm["record"])
     # The launcher's own options, then the one that says how ranks meet: a file
     # on the shared file system, named at random.
@@ -254,18 +259,7 @@ def test_one_node_four_gpus_through_espnets_launcher(slurm, tmp_path) -> None:
     exp = tmp_path / "exp"
     exp.mkdir()
     train = [sys.executable, "-c", "import sys; print(sys.argv[1:])"]
-    result = subprocess.run(
-        [sys.executable, "-m", "espnet2.bin.launch"]
-        + ["--cmd", "local/slurm.pl --name asr_train", "--log", f"{exp}/train.log"]
-        + ["--ngpu", "4", "--num_nodes", "1", "--init_file_prefix"]
-        + [f"{exp}/.dist_init_", "--multiprocessing_distributed", "true", "--", *train],
-        cwd=RECIPE,
-        env=slurm["env"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch(slurm, exp, 4, 1, train)
     espnet = ["--ngpu", "4", "--multiprocessing_distributed", "True"]
     assert calls(slurm["record"]) == [
         ["sbatch", "--parsable", "--wait", "--export=ALL", "--job-name=asr_train"]
