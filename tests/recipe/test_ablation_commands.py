@@ -8,6 +8,8 @@ them in a scratch copy of the recipe's scripts and configs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 import shutil
 import subprocess
@@ -45,7 +47,7 @@ def option(cmd: List[str], name: str) -> str:
 
 def test_changing_run_sh_presets_changes_no_ablation_command(tmp_path: Path) -> None:
     recipe = copy_recipe(tmp_path)
-    before = dry_run(recipe, "--rows", "b1_repeat")
+    before = dry_run(recipe, "--rows", "conformer_6x48")
     run_sh = recipe / "run.sh"
     text = run_sh.read_text()
     for old, new in (
@@ -61,13 +63,17 @@ def test_changing_run_sh_presets_changes_no_ablation_command(tmp_path: Path) -> 
         assert old in text, f"run.sh no longer has {old!r}: update this test"
         text = text.replace(old, new)
     run_sh.write_text(text)
-    assert dry_run(recipe, "--rows", "b1_repeat") == before
+    assert dry_run(recipe, "--rows", "conformer_6x48") == before
     assert not any("run.sh" in word for cmd in before for word in cmd)
 
 
 def test_each_row_and_seed_trains_once_and_decodes_twice(tmp_path: Path) -> None:
     cmds = dry_run(
-        copy_recipe(tmp_path), "--rows", "b1_repeat b4_lowrank", "--seeds", "3 7"
+        copy_recipe(tmp_path),
+        "--rows",
+        "conformer_6x48 conformer_6x64",
+        "--seeds",
+        "3 7",
     )
     asr = [c for c in cmds if c[0] == "./asr.sh"]
     data = asr[0]
@@ -98,15 +104,55 @@ def test_each_row_and_seed_trains_once_and_decodes_twice(tmp_path: Path) -> None
         tags.add(tag)
     assert tags == {
         f"ablation_{row}_seed{seed}"
-        for row in ("b1_repeat", "b4_lowrank")
+        for row in ("conformer_6x48", "conformer_6x64")
         for seed in (3, 7)
     }
+    # each run ends with its record, named by row and seed
+    records = [
+        c
+        for c in cmds
+        if c[:2] == ["python3", "local/ablation_record.py"] and "--exp" in c
+    ]
+    assert [Path(option(c, "--out")).name for c in records] == [
+        f"{row}_seed{seed}.json"
+        for row in ("conformer_6x48", "conformer_6x64")
+        for seed in (3, 7)
+    ]
+    assert all(
+        option(c, "--decodes") == "decode_acoustic decode_lexicon" for c in records
+    )
+
+
+def test_a_run_with_a_current_record_is_skipped_and_a_stale_one_redone(
+    tmp_path: Path,
+) -> None:
+    recipe = copy_recipe(tmp_path)
+    records = tmp_path / "records"
+    records.mkdir()
+    config = recipe / "conf/ablation/conformer_6x48.yaml"
+    sha = hashlib.sha256(config.read_bytes()).hexdigest()
+    (records / "conformer_6x48_seed1.json").write_text(
+        json.dumps({"config_sha256": sha})
+    )
+    (records / "conformer_6x48_seed2.json").write_text(
+        json.dumps({"config_sha256": "0" * 64})
+    )
+    args = ["--stage", "2", "--stop_stage", "2", "--records", str(records)]
+    cmds = dry_run(recipe, "--rows", "conformer_6x48", "--seeds", "1 2", *args)
+    tags = {option(c, "--asr_tag") for c in cmds if c[0] == "./asr.sh"}
+    assert tags == {"ablation_conformer_6x48_seed2"}
+    # the config changed since seed 1's record: both run again
+    config.write_text(config.read_text().replace("max_epoch: 10", "max_epoch: 11"))
+    cmds = dry_run(recipe, "--rows", "conformer_6x48", "--seeds", "1 2", *args)
+    tags = {option(c, "--asr_tag") for c in cmds if c[0] == "./asr.sh"}
+    assert tags == {"ablation_conformer_6x48_seed1", "ablation_conformer_6x48_seed2"}
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--seeds", "1 two"], "--seeds takes integers"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
         (["--rows", "no_such_row"], "no config conf/ablation/no_such_row.yaml"),
         (
             ["--acoustic_config", "conf/missing.yaml"],

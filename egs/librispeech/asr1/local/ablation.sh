@@ -3,14 +3,15 @@
 # conf/ablation/ trained with each seed on the same data and budget, decoded
 # twice (acoustic only: CTC prefix search without any LM, so that the rows
 # compare encoders; and with the lexicon + word 3-gram of the main job), the
-# offline peer recognizers decoded on the same test sets, and the tables and
-# plots regenerated from the experiment directories.
+# offline peer recognizers decoded on the same test sets, and the page and
+# its plots regenerated from the runs' records.
 #
-#   local/ablation.sh                                   everything
-#   local/ablation.sh --rows "b1_repeat" --seeds "1 2"  one row, two seeds
-#   local/ablation.sh --stage 3                         only the report
-#   local/ablation.sh --dry_run true                    print the commands
-#   nohup local/ablation.sh >exp/ablation.log 2>&1 &    in the background
+#   local/ablation.sh                                     everything
+#   local/ablation.sh --rows "conformer_6x96" --seeds 3   one row, one more seed
+#   local/ablation.sh --jobs 2                            two runs at a time
+#   local/ablation.sh --stage 3                           only the report
+#   local/ablation.sh --dry_run true                      print the commands
+#   nohup local/ablation.sh --jobs 2 >exp/ablation.log 2>&1 &   in the background
 #
 # Every data, training and decoding option is spelled out below and handed to
 # asr.sh directly: the study never goes through run.sh, so a change of the
@@ -18,12 +19,19 @@
 # with (tests/recipe/test_ablation_commands.py checks this).
 #
 # Stages: 1 data, tokens, lexicon + word LM and feature statistics (asr.sh
-# stages 1-10), 2 per row and seed: training (asr.sh stage 11, experiment
-# exp/asr_ablation_<row>_seed<S>) and both decodings with scoring (stages
-# 12-13), 3 peers (local/peers.py; needs the "peers" extra) and the report
-# (local/ablation_report.py). asr.sh skips what is up to date and resumes an
-# interrupted training from its last checkpoint, so a stopped study is
-# continued by running the same command again.
+# stages 1-10); 2 per row and seed: training (asr.sh stage 11, experiment
+# exp/asr_ablation_<row>_seed<S>, log exp/ablation_logs/<row>_seed<S>.log),
+# both decodings with scoring (stages 12-13) and the run's record
+# (local/ablation_record.py -> docs/ablation/runs/<row>_seed<S>.json);
+# 3 peers (local/peers.py; needs the "peers" extra; records in
+# docs/ablation/peers/) and the report (local/ablation_report.py), which
+# reads only the records.
+#
+# The records are the study's results, committed with the code; exp/ is
+# scratch. A run whose record was made from the row's config as it is now is
+# skipped, so the study spans machines and sessions: run the same command
+# again and it does what is left. asr.sh resumes an interrupted training
+# from its last checkpoint while exp/ is still there.
 set -euo pipefail
 
 log() {
@@ -46,15 +54,19 @@ lexicon_config=conf/decode_asr.yaml  # lexicon + word 3-gram decoding (second co
 peers="pocketsphinx whisper"  # peer recognizers (local/peers.py --system); empty: none
 nj=2                       # parallel jobs for data preparation and statistics
 inference_nj=2             # parallel decoding jobs per row
+jobs=1                     # runs (row, seed) trained at once, each with cores/jobs threads
+records=../../../docs/ablation/runs  # one JSON record per finished run (committed)
+peer_records=../../../docs/ablation/peers  # one JSON record per peer recognizer (committed)
 doc=../../../docs/ablation.md  # generated report (tables; the reading is kept)
-plot=../../../docs/ablation_wer.png  # generated plot of WER against unique parameters
+plots=../../../docs/ablation  # directory of the generated plots
 # <<< options
 
 cd "$(dirname "$0")/.."
 # shellcheck source=local/options.sh
 . local/options.sh
 parse_options "$0" "$@"
-check_int stage stop_stage nj inference_nj
+check_int stage stop_stage nj inference_nj jobs
+[ "${jobs}" -ge 1 ] || _die_usage "--jobs must be at least 1"
 check_choice dry_run true false
 # shellcheck source=path.sh
 . ./path.sh
@@ -116,22 +128,89 @@ EOF
     asr 1 10 --asr_config "${reference_config}" --use_word_lm true
 fi
 
+# The record of a run is up to date when it was made from the row's config
+# as it is now.
+record_is_current() { # ROW SEED
+    local record=${records}/$1_seed$2.json
+    [ -f "${record}" ] || return 1
+    python3 -c 'import hashlib, json, sys
+record = json.load(open(sys.argv[1]))
+sha = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+sys.exit(record.get("config_sha256") != sha)' "${record}" "conf/ablation/$1.yaml"
+}
+
+# run_one ROW SEED: train, decode both ways, score, and keep the record.
+run_one() {
+    local row=$1 seed=$2
+    local tag=ablation_${row}_seed${seed}
+    local row_opts=(--asr_config "conf/ablation/${row}.yaml" --asr_tag "${tag}"
+        --asr_args "--seed ${seed}")
+    asr 11 13 "${row_opts[@]}" --use_word_lm false \
+        --inference_config "${acoustic_config}" --inference_tag decode_acoustic
+    asr 12 13 "${row_opts[@]}" --use_word_lm true \
+        --inference_config "${lexicon_config}" --inference_tag decode_lexicon
+    local record=(python3 local/ablation_record.py --exp "exp/asr_${tag}"
+        --config "conf/ablation/${row}.yaml" --row "${row}" --seed "${seed}"
+        --test_sets "${test_sets}" --decodes "decode_acoustic decode_lexicon"
+        --jobs "${jobs}" --out "${records}/${row}_seed${seed}.json")
+    if [ "${dry_run}" = true ]; then
+        printf '%q ' "${record[@]}"
+        echo
+    else
+        "${record[@]}"
+    fi
+}
+
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
-    n=0
-    total=$(($(wc -w <<<"${rows}") * $(wc -w <<<"${seeds}")))
+    # Each run gets an equal share of the cores (ESPnet's training and
+    # decoding take torch's threads from OMP_NUM_THREADS).
+    cores=$(nproc)
+    export OMP_NUM_THREADS=$((cores / jobs > 0 ? cores / jobs : 1))
+    todo=()
     for row in ${rows}; do
         for seed in ${seeds}; do
-            n=$((n + 1))
-            tag=ablation_${row}_seed${seed}
-            log "Stage 2: run ${n}/${total}: conf/ablation/${row}.yaml, seed ${seed} -> exp/asr_${tag}"
-            row_opts=(--asr_config "conf/ablation/${row}.yaml" --asr_tag "${tag}"
-                --asr_args "--seed ${seed}")
-            asr 11 13 "${row_opts[@]}" --use_word_lm false \
-                --inference_config "${acoustic_config}" --inference_tag decode_acoustic
-            asr 12 13 "${row_opts[@]}" --use_word_lm true \
-                --inference_config "${lexicon_config}" --inference_tag decode_lexicon
+            if record_is_current "${row}" "${seed}"; then
+                log "Stage 2: ${row}, seed ${seed}: finished (${records}/${row}_seed${seed}.json)"
+            else
+                todo+=("${row}:${seed}")
+            fi
         done
     done
+    log "Stage 2: ${#todo[@]} runs to do, ${jobs} at a time with ${OMP_NUM_THREADS} threads each"
+    mkdir -p exp/ablation_logs
+    n=0
+    failed=()
+    declare -A running=()
+    for item in "${todo[@]}"; do
+        row=${item%%:*}
+        seed=${item##*:}
+        n=$((n + 1))
+        if [ "${dry_run}" = true ]; then
+            run_one "${row}" "${seed}"
+            continue
+        fi
+        # Wait for a free slot; a finished run's status is collected there.
+        while [ "${#running[@]}" -ge "${jobs}" ]; do
+            wait -n || true
+            for pid in "${!running[@]}"; do
+                if ! kill -0 "${pid}" 2>/dev/null; then
+                    wait "${pid}" || failed+=("${running[${pid}]}")
+                    unset "running[${pid}]"
+                fi
+            done
+        done
+        logfile=exp/ablation_logs/${row}_seed${seed}.log
+        log "Stage 2: run ${n}/${#todo[@]}: conf/ablation/${row}.yaml, seed ${seed} -> exp/asr_ablation_${row}_seed${seed} (log: ${logfile})"
+        run_one "${row}" "${seed}" >"${logfile}" 2>&1 &
+        running[$!]="${row} seed ${seed} (${logfile})"
+    done
+    for pid in "${!running[@]}"; do
+        wait "${pid}" || failed+=("${running[${pid}]}")
+    done
+    if [ "${#failed[@]}" -gt 0 ]; then
+        for f in "${failed[@]}"; do log "Stage 2: FAILED: ${f}"; done
+        exit 1
+    fi
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
@@ -139,28 +218,32 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     for dset in ${test_sets}; do data_dirs+=("dump/raw/${dset}"); done
     for system in ${peers}; do
         out=exp/peer_${system}
-        if [ -f "${out}/system.json" ]; then
-            log "Stage 3: ${out} is up to date (remove it to decode again)"
+        record=(python3 local/ablation_record.py --peer "${out}" --test_sets "${test_sets}"
+            --out "${peer_records}/${system}.json")
+        if [ -f "${peer_records}/${system}.json" ]; then
+            log "Stage 3: peer ${system}: finished (${peer_records}/${system}.json)"
         elif [ "${dry_run}" = true ]; then
             echo "python3 local/peers.py --system ${system} --outdir ${out} ${data_dirs[*]}"
+            printf '%q ' "${record[@]}"
+            echo
         else
-            log "Stage 3: peer ${system}: ${data_dirs[*]} -> ${out}"
-            mkdir -p "${out}"
-            python3 local/peers.py --system "${system}" --outdir "${out}" "${data_dirs[@]}"
+            if [ ! -f "${out}/system.json" ]; then
+                log "Stage 3: peer ${system}: ${data_dirs[*]} -> ${out}"
+                mkdir -p "${out}"
+                python3 local/peers.py --system "${system}" --outdir "${out}" "${data_dirs[@]}"
+            fi
+            "${record[@]}"
         fi
     done
-    exps=()
-    for row in ${rows}; do
-        for seed in ${seeds}; do exps+=("exp/asr_ablation_${row}_seed${seed}"); done
-    done
-    peer_dirs=()
-    for system in ${peers}; do peer_dirs+=("exp/peer_${system}"); done
+    report=(python3 local/ablation_report.py --records "${records}"
+        --peer_records "${peer_records}" --test_sets "${test_sets}"
+        --doc "${doc}" --plots "${plots}")
     if [ "${dry_run}" = true ]; then
-        echo "python3 local/ablation_report.py --exps ${exps[*]} --peers ${peer_dirs[*]}"
+        printf '%q ' "${report[@]}"
+        echo
     else
-        log "Stage 3: report: ${exps[*]} ${peer_dirs[*]} -> ${doc}, ${plot}"
-        python3 local/ablation_report.py --test_sets "${test_sets}" --doc "${doc}" \
-            --plot "${plot}" --exps "${exps[@]}" --peers "${peer_dirs[@]}"
+        log "Stage 3: report: ${records}, ${peer_records} -> ${doc}, ${plots}"
+        "${report[@]}"
     fi
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"
