@@ -1,13 +1,30 @@
-"""Fixtures for the recipe's stage-1 tests (helpers live in stage1_helpers)."""
+"""The recipe tests' import path, and fixtures of the stage-1 tests (helpers
+live in stage1_helpers and pipeline_helpers).
+
+The recipe's Python scripts import each other by bare module name; path.sh
+puts TEMPLATE's ``pyscripts/utils`` on PYTHONPATH for them. The same
+directories go on ``sys.path`` here for the tests that import a script, and
+``pyscripts/utils`` on PYTHONPATH for those that run one.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from pipeline_helpers import SCRIPT_DIRS, UTILS_DIR
 from stage1_helpers import RangeServer, make_chapter
+
+for _directory in reversed(SCRIPT_DIRS):
+    if str(_directory) not in sys.path:
+        sys.path.insert(0, str(_directory))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(UTILS_DIR), os.environ.get("PYTHONPATH")) if p
+)
 
 
 @pytest.fixture

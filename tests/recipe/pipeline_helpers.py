@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +13,32 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import soundfile
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "egs" / "librispeech" / "asr1"
+REPO_DIR = Path(__file__).resolve().parents[2]
+RECIPE_DIR = REPO_DIR / "egs" / "librispeech" / "asr1"
+TEMPLATE_DIR = REPO_DIR / "egs" / "TEMPLATE" / "asr1"
 LOCAL_DIR = RECIPE_DIR / "local"
+UTILS_DIR = TEMPLATE_DIR / "pyscripts" / "utils"
+AUDIO_DIR = TEMPLATE_DIR / "pyscripts" / "audio"
+#: Where the recipe's Python scripts live; conftest.py puts them on sys.path
+#: (they import each other by bare module name, as path.sh arranges).
+SCRIPT_DIRS = (UTILS_DIR, AUDIO_DIR, LOCAL_DIR)
 
 
 def local_module(name: str):
-    """Import one of the recipe's ``local/*.py`` helpers (they import each
-    other by bare name, so ``local/`` goes on ``sys.path``)."""
-    if str(LOCAL_DIR) not in sys.path:
-        sys.path.insert(0, str(LOCAL_DIR))
+    """Import one of the recipe's Python scripts (TEMPLATE's ``pyscripts/``
+    or the corpus's ``local/``) by module name."""
     return importlib.import_module(name)
+
+
+def copy_recipe(dest: Path) -> Path:
+    """A scratch copy of the recipe in ``dest``: its own files, and what it
+    links from TEMPLATE copied in, so that the copy runs anywhere."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("run.sh", "asr.sh", "path.sh", "cmd.sh"):
+        shutil.copy2(RECIPE_DIR / name, dest / name)
+    for name in ("conf", "local", "scripts", "pyscripts"):
+        shutil.copytree(RECIPE_DIR / name, dest / name, symlinks=True)
+    return dest
 
 
 def tone(

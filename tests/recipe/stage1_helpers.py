@@ -1,20 +1,14 @@
-"""Helpers for the stage-1 tests: import path of egs/librispeech/asr1/local
-and tiny LibriSpeech-layout trees with real flac audio."""
+"""Helpers for the stage-1 tests: tiny LibriSpeech-layout trees with real
+flac audio, and an HTTP server to download them from."""
 
 from __future__ import annotations
 
 import http.server
-import sys
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import soundfile
-
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "egs" / "librispeech" / "asr1"
-LOCAL_DIR = RECIPE_DIR / "local"
-if str(LOCAL_DIR) not in sys.path:
-    sys.path.insert(0, str(LOCAL_DIR))
 
 
 def write_flac(

@@ -26,6 +26,8 @@ def copy_recipe(dest: Path) -> Path:
         shutil.copy2(RECIPE_DIR / name, dest / name)
     shutil.copytree(RECIPE_DIR / "conf", dest / "conf")
     shutil.copytree(RECIPE_DIR / "local", dest / "local")
+    shutil.copytree(RECIPE_DIR / "scripts", dest / "scripts")
+    shutil.copytree(RECIPE_DIR / "pyscripts", dest / "pyscripts")
     return dest
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 from bad_audio_helpers import BAD, GOOD, RATE, build_packed_model, speech, write
-from pipeline_helpers import LOCAL_DIR, local_module, run
+from pipeline_helpers import UTILS_DIR, local_module, run
 from pipeline_helpers import write_data_dir as write_kaldi_dir
 
 audio_io = local_module("audio_io")
@@ -321,7 +321,7 @@ def test_spaces_and_non_ascii_in_corpus_path_through_prep_and_dump(
 
 # ------------------------------------------------------------- transcription
 
-TRANSCRIBE = LOCAL_DIR / "transcribe.py"
+TRANSCRIBE = UTILS_DIR / "transcribe.py"
 _FILE_LOG = re.compile(
     r"INFO: (?P<path>.+): (?P<seconds>[\d.]+) s of audio in (?P<windows>\d+) "
     r"window\(s\), decoded in [\d.]+ s, peak RSS (?P<rss>\d+) MiB"

@@ -1,4 +1,4 @@
-"""local/finetune_config.py: the fine-tuning config of a compressed model is
+"""pyscripts/utils/finetune_config.py: the fine-tuning config of a compressed model is
 one ESPnet's trainer accepts, built from a real experiment dump."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import yaml
-from pipeline_helpers import RECIPE_DIR, local_module
+from pipeline_helpers import RECIPE_DIR, UTILS_DIR, local_module
 
 finetune = local_module("finetune_config")
-SCRIPT = RECIPE_DIR / "local" / "finetune_config.py"
+SCRIPT = UTILS_DIR / "finetune_config.py"
 DEBUG = RECIPE_DIR / "conf" / "tuning" / "train_asr_shared_conformer_debug.yaml"
 
 

@@ -9,12 +9,11 @@ the command line that reaches it.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from pipeline_helpers import RECIPE_DIR, run
+from pipeline_helpers import RECIPE_DIR, copy_recipe, run
 
 ASR_SH = RECIPE_DIR / "asr.sh"
 REQUIRED = ["--train_set", "tr", "--valid_set", "dv", "--test_sets", "t1"]
@@ -60,7 +59,7 @@ def test_good_launcher_values_are_accepted():
 
 RECORDER = """#!/usr/bin/env bash
 # Records the arguments ESPnet's launcher gives the job runner.
-printf '%s\\n' "$@" >"$(dirname "$0")/../recorded_args"
+printf '%s\\n' "$@" >"$(dirname "$0")/../../recorded_args"
 """
 
 
@@ -68,10 +67,7 @@ printf '%s\\n' "$@" >"$(dirname "$0")/../recorded_args"
 def recipe(tmp_path) -> Path:
     """A scratch recipe whose stage 11 can start (its inputs' markers exist)
     and whose GPU job runner records instead of running."""
-    for name in ("asr.sh", "path.sh"):
-        shutil.copy2(RECIPE_DIR / name, tmp_path / name)
-    for name in ("conf", "local"):
-        shutil.copytree(RECIPE_DIR / name, tmp_path / name, symlinks=True)
+    copy_recipe(tmp_path)
     for marker in (
         "exp/asr_stats_raw_en_char/.done",
         "dump/raw/tr/.done",
@@ -82,8 +78,9 @@ def recipe(tmp_path) -> Path:
         (tmp_path / marker).write_text("fingerprint\n")
     # ESPnet's launcher picks its multi-node path by the runner's name.
     for name in ("run_one.sh", "slurm.pl"):
-        (tmp_path / "local" / name).write_text(RECORDER)
-        (tmp_path / "local" / name).chmod(0o755)
+        (tmp_path / "scripts" / "utils" / name).unlink(missing_ok=True)
+        (tmp_path / "scripts" / "utils" / name).write_text(RECORDER)
+        (tmp_path / "scripts" / "utils" / name).chmod(0o755)
     return tmp_path
 
 
@@ -91,8 +88,8 @@ def _stage11(recipe: Path, runner: str, *args: str) -> List[str]:
     """Run stage 11 with ``runner`` as cmd.sh's cuda_cmd; return what the
     runner got."""
     (recipe / "cmd.sh").write_text(
-        f"# shellcheck shell=bash disable=SC2034\ntrain_cmd=local/run_job.sh\n"
-        f"cuda_cmd=local/{runner}\ndecode_cmd=local/run_job.sh\n"
+        f"# shellcheck shell=bash disable=SC2034\ntrain_cmd=scripts/utils/run_job.sh\n"
+        f"cuda_cmd=scripts/utils/{runner}\ndecode_cmd=scripts/utils/run_job.sh\n"
     )
     result = run(
         [recipe / "asr.sh", *REQUIRED, "--token_type", "char",

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 import yaml
-from pipeline_helpers import RECIPE_DIR
+from pipeline_helpers import RECIPE_DIR, UTILS_DIR
 
 CONF = RECIPE_DIR / "conf"
 SHARED_960H = sorted((CONF / "tuning").glob("train_asr_shared_conformer_*_960h.yaml"))
@@ -21,8 +21,8 @@ def load(path):
 
 
 def best_model_name(config):
-    """Run local/best_model_name.py on a config, as asr.sh does."""
-    script = RECIPE_DIR / "local" / "best_model_name.py"
+    """Run pyscripts/utils/best_model_name.py on a config, as asr.sh does."""
+    script = UTILS_DIR / "best_model_name.py"
     return subprocess.run(
         [sys.executable, str(script), str(config)], capture_output=True, text=True
     )

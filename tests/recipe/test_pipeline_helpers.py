@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 from pipeline_helpers import (
-    LOCAL_DIR,
+    UTILS_DIR,
     local_module,
     read_table,
     run,
@@ -174,7 +174,7 @@ def test_transcribe_reports_a_missing_model(tmp_path):
     result = run(
         [
             "python",
-            LOCAL_DIR / "transcribe.py",
+            UTILS_DIR / "transcribe.py",
             "--model",
             tmp_path / "none.zip",
             "a.wav",

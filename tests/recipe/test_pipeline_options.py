@@ -14,7 +14,7 @@ from pipeline_helpers import RECIPE_DIR, run
 
 ASR_SH = RECIPE_DIR / "asr.sh"
 RUN_SH = RECIPE_DIR / "run.sh"
-RUN_JOB = RECIPE_DIR / "local" / "run_job.sh"
+RUN_JOB = RECIPE_DIR / "scripts" / "utils" / "run_job.sh"
 REQUIRED = ["--train_set", "tr", "--valid_set", "dv", "--test_sets", "t1 t2"]
 # What ESPnet users expect asr.sh to take, and the data roots run.sh takes.
 EXPECTED_ASR = """stage stop_stage nj inference_nj ngpu num_nodes train_set valid_set test_sets

@@ -1,6 +1,6 @@
 """Stage 15's decoding-speed measurement loads the packed model as a user does.
 
-``local/report.py`` times ``local/packed_model.py``, which delegates to
+``pyscripts/utils/report.py`` times ``pyscripts/utils/packed_model.py``, which delegates to
 ``espnet_shared_conformer.inference.load_model``: the packed decoding config
 and lexicon apply, and a zip whose decoding config is ambiguous is an error,
 not a silent fall-back to ESPnet's defaults. A real, randomly initialized

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 import soundfile
 import torch
 import yaml
-from pipeline_helpers import RECIPE_DIR, write_data_dir
+from pipeline_helpers import RECIPE_DIR, copy_recipe, write_data_dir
 
 from espnet_shared_conformer.training import lock_holder
 
@@ -77,11 +76,7 @@ def _data_dir(root: Path, name: str, n: int, rng: np.random.Generator) -> None:
 def recipe(tmp_path_factory) -> Iterator[Path]:
     """A scratch copy of the recipe with stages 3-10 done on a tiny data set
     and a 3-epoch copy of the debug config."""
-    root = tmp_path_factory.mktemp("resume")
-    for name in ("run.sh", "asr.sh", "path.sh", "cmd.sh"):
-        shutil.copy2(RECIPE_DIR / name, root / name)
-    for name in ("conf", "local"):
-        shutil.copytree(RECIPE_DIR / name, root / name, symlinks=True)
+    root = copy_recipe(tmp_path_factory.mktemp("resume"))
     config = yaml.safe_load((RECIPE_DIR / "conf" / "train_asr_debug.yaml").read_text())
     # One utterance a batch: enough steps an epoch to stop it in the middle.
     config.update(max_epoch=EPOCHS, batch_type="unsorted", batch_size=1, log_interval=1)

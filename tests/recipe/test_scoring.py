@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import LOCAL_DIR, local_module, run
+from pipeline_helpers import UTILS_DIR, local_module, run
 
 make_results = local_module("make_results")
 score_sclite = local_module("score_sclite")
@@ -117,7 +117,7 @@ def test_missing_hypothesis_names_the_reference_line(tmp_path):
     result = run(
         [
             "python",
-            LOCAL_DIR / "score_sclite.py",
+            UTILS_DIR / "score_sclite.py",
             "--ref",
             ref,
             "--hyp",
@@ -171,7 +171,7 @@ def test_parse_result_reads_sums_and_percentages(tmp_path):
 
 
 def test_make_results_without_scores_fails(tmp_path):
-    result = run(["python", LOCAL_DIR / "make_results.py", tmp_path])
+    result = run(["python", UTILS_DIR / "make_results.py", tmp_path])
 
     assert result.returncode == 1
     assert "no */*/score_*/result.txt" in result.stderr

@@ -1,4 +1,4 @@
-"""The Slurm back end of cmd.sh (local/slurm.pl -> local/slurm_job.sh).
+"""The Slurm back end of cmd.sh (scripts/utils/slurm.pl -> scripts/utils/slurm_job.sh).
 
 Slurm cannot run here, so ``sbatch``, ``srun`` and ``scancel`` are small
 stand-ins on PATH that record their arguments and do what Slurm would do with
@@ -153,7 +153,7 @@ def calls(record: Path) -> List[List[str]]:
 
 
 def run_job(
-    args: List[str], env: Dict[str, str], cmd: str = "local/slurm.pl"
+    args: List[str], env: Dict[str, str], cmd: str = "scripts/utils/slurm.pl"
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [cmd, *args], cwd=RECIPE, env=env, capture_output=True, text=True, timeout=60
@@ -176,7 +176,11 @@ def test_single_job(slurm, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert calls(slurm["record"]) == [
         ["sbatch", "--parsable", "--wait", "--export=ALL", "--job-name=probe"]
-        + [f"--output={tmp_path}/exp%%1/probe.log", "local/slurm.pl", "--batch_task"]
+        + [
+            f"--output={tmp_path}/exp%%1/probe.log",
+            "scripts/utils/slurm.pl",
+            "--batch_task",
+        ]
         + ["", "echo", "hello  world"]
     ]
     lines = log.read_text().splitlines()
@@ -199,7 +203,7 @@ def test_job_array_substitutes_the_task_and_names_failed_logs(slurm, tmp_path) -
     assert calls(slurm["record"]) == [
         ["sbatch", "--parsable", "--wait", "--export=ALL", "--job-name=stats"]
         + [f"--output={tmp_path}/logs/stats.%a.log", "--array=1-3%2", "--mem=4G"]
-        + ["local/slurm.pl", "--batch_task", "JOB", "sh", "-c", script]
+        + ["scripts/utils/slurm.pl", "--batch_task", "JOB", "sh", "-c", script]
     ]
     for task in (1, 2, 3):
         log = tmp_path / "logs" / f"stats.{task}.log"
@@ -211,7 +215,12 @@ def launch(slurm, exp: Path, ngpu: int, num_nodes: int, train: List[str]) -> Non
     """ESPnet's launcher with the Slurm back end, as stage 11 calls it."""
     result = subprocess.run(
         [sys.executable, "-m", "espnet2.bin.launch"]
-        + ["--cmd", "local/slurm.pl --name asr_train", "--log", f"{exp}/train.log"]
+        + [
+            "--cmd",
+            "scripts/utils/slurm.pl --name asr_train",
+            "--log",
+            f"{exp}/train.log",
+        ]
         + ["--ngpu", str(ngpu), "--num_nodes", str(num_nodes), "--init_file_prefix"]
         + [f"{exp}/.dist_init_", "--multiprocessing_distributed", "true", "--", *train],
         cwd=RECIPE,
@@ -243,7 +252,13 @@ def test_two_node_gpu_training_through_espnets_launcher(slurm, tmp_path) -> None
     assert sbatch == (
         ["sbatch", "--parsable", "--wait", "--export=ALL", "--job-name=asr_train"]
         + [f"--output={exp}/train.log", "--gres=gpu:8", "--cpus-per-task=8"]
-        + ["--nodes=2", "--ntasks-per-node=1", "local/slurm.pl", "--batch_task", ""]
+        + [
+            "--nodes=2",
+            "--ntasks-per-node=1",
+            "scripts/utils/slurm.pl",
+            "--batch_task",
+            "",
+        ]
         + srun
     )
     # One task per node, each told its node rank by Slurm; each spawns one
@@ -265,7 +280,7 @@ def test_one_node_four_gpus_through_espnets_launcher(slurm, tmp_path) -> None:
         ["sbatch", "--parsable", "--wait", "--export=ALL", "--job-name=asr_train"]
         # One core per GPU process when cmd.sh asks for no number.
         + [f"--output={exp}/train.log", "--gres=gpu:4", "--cpus-per-task=4"]
-        + ["local/slurm.pl", "--batch_task", "", *train, *espnet]
+        + ["scripts/utils/slurm.pl", "--batch_task", "", *train, *espnet]
     ]
     assert str(espnet) in (exp / "train.log").read_text()
 
@@ -274,7 +289,7 @@ def test_launcher_under_another_name_is_refused(slurm, tmp_path) -> None:
     """Named other than slurm.pl, the launcher would run mpirun: refuse clearly."""
     result = subprocess.run(
         [sys.executable, "-m", "espnet2.bin.launch"]
-        + ["--cmd", "local/slurm_job.sh", "--log", f"{tmp_path}/train.log"]
+        + ["--cmd", "scripts/utils/slurm_job.sh", "--log", f"{tmp_path}/train.log"]
         + ["--ngpu", "1", "--num_nodes", "2", "--", "true"],
         cwd=RECIPE,
         env=slurm["env"],
@@ -335,7 +350,7 @@ def test_refused_submission_is_an_error(slurm, tmp_path: Path) -> None:
 def test_stopping_it_cancels_the_job(slurm, tmp_path: Path) -> None:
     env = dict(slurm["env"], FAKE_SBATCH_SLEEP="1")
     process = subprocess.Popen(
-        ["local/slurm.pl", str(tmp_path / "x.log"), "true"],
+        ["scripts/utils/slurm.pl", str(tmp_path / "x.log"), "true"],
         cwd=RECIPE,
         env=env,
         stderr=subprocess.PIPE,
@@ -367,10 +382,11 @@ def test_cmd_sh_picks_the_back_end() -> None:
             text=True,
         )
 
-    local = "local/run_job.sh"
+    local = "scripts/utils/run_job.sh"
     assert source(None).stdout.strip() == f"{local}|{local}|{local}"
     assert (
-        source("slurm").stdout.strip() == "local/slurm.pl|local/slurm.pl|local/slurm.pl"
+        source("slurm").stdout.strip()
+        == "scripts/utils/slurm.pl|scripts/utils/slurm.pl|scripts/utils/slurm.pl"
     )
     bad = source("pbs")
     assert bad.returncode == 2

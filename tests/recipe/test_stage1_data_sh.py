@@ -13,8 +13,9 @@ from pathlib import Path
 import prepare_real_clips as real
 import pytest
 import validate_data_dir as vdd
+from pipeline_helpers import LOCAL_DIR
 from prep_common import StageError
-from stage1_helpers import LOCAL_DIR, RangeServer, make_chapter, write_flac
+from stage1_helpers import RangeServer, make_chapter, write_flac
 
 DATA_SH = LOCAL_DIR / "data.sh"
 

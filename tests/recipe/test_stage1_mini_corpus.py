@@ -14,7 +14,6 @@ import librispeech_data_prep as prep
 import make_mini_corpus as mini
 import pytest
 import soundfile
-import stage1_helpers  # noqa: F401  (puts local/ on sys.path)
 from prep_common import StageError
 
 TINY = dict(

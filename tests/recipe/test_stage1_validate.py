@@ -1,4 +1,4 @@
-"""Every check of local/validate_data_dir.py, each error naming file and line."""
+"""Every check of pyscripts/utils/validate_data_dir.py, each error naming file and line."""
 
 from __future__ import annotations
 

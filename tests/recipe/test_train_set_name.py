@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from stage1_helpers import LOCAL_DIR, RECIPE_DIR, make_chapter
+from pipeline_helpers import LOCAL_DIR, copy_recipe
+from stage1_helpers import make_chapter
 
 HELPER = LOCAL_DIR / "train_set_name.sh"
 SPELLINGS = ("train-clean-100 train-clean-360", "train-clean-100,train-clean-360")
@@ -49,12 +49,7 @@ def test_stage_3_finds_the_directory_stage_1_wrote(
 ) -> None:
     """./run.sh --stage 1 --stop_stage 3 on a tiny LibriSpeech copy: data.sh
     writes the training set under the name asr.sh's stage 3 then reads."""
-    recipe = tmp_path / "recipe"
-    recipe.mkdir()
-    for name in ("run.sh", "asr.sh", "path.sh", "cmd.sh"):
-        shutil.copy2(RECIPE_DIR / name, recipe / name)
-    for name in ("conf", "local"):
-        shutil.copytree(RECIPE_DIR / name, recipe / name, symlinks=True)
+    recipe = copy_recipe(tmp_path / "recipe")
     corpus = tmp_path / "corpus"
     for i, subset in enumerate(spelling.replace(",", " ").split() + list(EVAL_SETS)):
         words = {"0000": "A FINE DAY", "0001": "NORTHANGER ABBEY"}

@@ -90,8 +90,8 @@ usage() {
 }
 
 cd "$(dirname "$0")"
-# shellcheck source=local/options.sh
-. local/options.sh
+# shellcheck source=scripts/utils/options.sh
+. scripts/utils/options.sh
 parse_options "$0" "$@"
 # shellcheck source=path.sh
 . ./path.sh
@@ -176,7 +176,7 @@ if [ -z "${inference_asr_model}" ]; then
     # the first validation criterion of the config (valid.acc.ave.pth for a
     # joint CTC/attention model, valid.loss.ave.pth for a CTC-only one).
     [ -f "${asr_config}" ] || _die_usage "--asr_config ${asr_config}: no such file"
-    inference_asr_model=$(${python} local/best_model_name.py "${asr_config}") ||
+    inference_asr_model=$(${python} pyscripts/utils/best_model_name.py "${asr_config}") ||
         die "cannot read best_model_criterion from ${asr_config}"
 fi
 [ -n "${lm_test_text}" ] || lm_test_text=${data_feats}/${test_set_list[0]}/text
@@ -301,8 +301,8 @@ wait_with_count() {
     wait "${pid}"
 }
 
-# shellcheck source=local/kill_tree.sh
-. local/kill_tree.sh
+# shellcheck source=scripts/utils/kill_tree.sh
+. scripts/utils/kill_tree.sh
 
 # Training and decoding run in the background while this shell waits; when
 # the run is stopped (Ctrl-C, kill, or SIGHUP from a terminal that hangs up,
@@ -363,7 +363,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         if is_done "${datadir}/${train_set}" "${fp}"; then
             log "Stage 2: ${datadir}/${train_set} is up to date"
         else
-            ${python} local/perturb_speed.py --factors "${speed_perturb_factors}" \
+            ${python} pyscripts/audio/perturb_speed.py --factors "${speed_perturb_factors}" \
                 "${src}" "${datadir}/${train_set}"
             mark_done "${datadir}/${train_set}" "${fp}"
         fi
@@ -391,7 +391,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
             log "Stage 3: ${out} is up to date"
             continue
         fi
-        ${python} local/dump_audio.py --nj "${nj}" --fs "${fs}" --feats_type "${feats_type}" \
+        ${python} pyscripts/audio/dump_audio.py --nj "${nj}" --fs "${fs}" --feats_type "${feats_type}" \
             --audio_format "${audio_format}" --n_mels "${n_mels}" "${src}" "${out}"
         mark_done "${out}" "${fp}"
     done
@@ -411,7 +411,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
             log "Stage 4: ${out} is up to date"
             continue
         fi
-        ${python} local/filter_utts.py --min_duration "${min_wav_duration}" \
+        ${python} pyscripts/utils/filter_utts.py --min_duration "${min_wav_duration}" \
             --max_duration "${max_wav_duration}" "${src}" "${out}"
         mark_done "${out}" "${fp}"
     done
@@ -443,7 +443,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     if is_done "${token_dir}" "${fp}"; then
         log "Stage 5: ${token_dir} is up to date"
     else
-        ${python} local/make_token_list.py --token_type "${token_type}" --nbpe "${nbpe}" \
+        ${python} pyscripts/utils/make_token_list.py --token_type "${token_type}" --nbpe "${nbpe}" \
             --bpemode "${bpemode}" --input_sentence_size "${bpe_input_sentence_size}" \
             "${text}" "${token_dir}"
         mark_done "${token_dir}" "${fp}"
@@ -825,12 +825,12 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     for dset in "${test_set_list[@]}"; do
         dir=${asr_exp}/${inference_tag}/${dset}
         [ -f "${dir}/.done" ] || die "Stage 13: ${dir} is not decoded; run stage 12"
-        ${python} local/score_sclite.py --bpemodel "${bpemodel}" \
+        ${python} pyscripts/utils/score_sclite.py --bpemodel "${bpemodel}" \
             --ref "${data_feats}/${dset}/text" --hyp "${dir}/text" \
             --utt2spk "${data_feats}/${dset}/utt2spk" "${dir}"
         log "Stage 13: ${dset}: $(grep -h -m1 'Sum/Avg' "${dir}/score_wer/result.txt" | tr -s ' ')"
     done
-    ${python} local/make_results.py "${asr_exp}" >"${asr_exp}/RESULTS.md.tmp"
+    ${python} pyscripts/utils/make_results.py "${asr_exp}" >"${asr_exp}/RESULTS.md.tmp"
     mv "${asr_exp}/RESULTS.md.tmp" "${asr_exp}/RESULTS.md"
     cat "${asr_exp}/RESULTS.md" >&2
     stage_done 13 "${t0}"
@@ -852,7 +852,7 @@ if [ "${stage}" -le 14 ] && [ "${stop_stage}" -ge 14 ]; then
     if [ "${use_lm}" = true ]; then
         pack_opts+=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
     elif [ "${use_word_lm}" = true ]; then
-        # local/packed_model.py finds them by name and decodes with them.
+        # pyscripts/utils/packed_model.py finds them by name and decodes with them.
         pack_opts+=(--option "${word_lm_exp}/lexicon.txt" --option "${word_lm_exp}/word_lm.arpa")
     fi
     for f in "${asr_exp}" "${asr_stats_dir}" "${token_dir}"; do
@@ -873,7 +873,7 @@ if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
     log "Stage 15: report: ${packed_model}, ${asr_exp}/${inference_tag} -> ${asr_exp}/report.md"
     t0=${SECONDS}
     [ -f "${packed_model}" ] || die "Stage 15: no ${packed_model}; run stage 14"
-    ${python} local/report.py --asr_exp "${asr_exp}" --model_file "${inference_asr_model}" \
+    ${python} pyscripts/utils/report.py --asr_exp "${asr_exp}" --model_file "${inference_asr_model}" \
         --asr_config "${asr_config}" --token_list "${token_list}" \
         --packed "${packed_model}" --decode_dir "${asr_exp}/${inference_tag}" \
         --rtf_data "${data_feats}/${test_set_list[0]}" --rtf_utts "${rtf_utts}" \

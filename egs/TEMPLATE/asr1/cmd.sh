@@ -7,27 +7,27 @@
 #
 # cmd_backend picks where they run (set it here, or in the environment:
 # cmd_backend=slurm ./run.sh ...):
-#   local  local/run_job.sh: every job on this machine; one node only.
-#   slurm  local/slurm.pl: each job is a Slurm batch job (sbatch --wait),
+#   local  scripts/utils/run_job.sh: every job on this machine; one node only.
+#   slurm  scripts/utils/slurm.pl: each job is a Slurm batch job (sbatch --wait),
 #          JOB=1:N an array job; --gpu N asks for --gres=gpu:N. Multi-node
 #          training (--num_nodes N) runs one srun task per node, each starting
 #          one process per GPU. Add what your cluster needs to the lines
 #          below: --partition, --time, --mem, --sbatch_opt --qos=... (see
-#          local/slurm_job.sh). It must stay named slurm.pl: ESPnet's launcher
+#          scripts/utils/slurm_job.sh). It must stay named slurm.pl: ESPnet's launcher
 #          takes its Slurm path by that file name.
 # shellcheck shell=bash disable=SC2034
 cmd_backend=${cmd_backend:-local}
 
 case "${cmd_backend}" in
     local)
-        train_cmd="local/run_job.sh"
-        cuda_cmd="local/run_job.sh"
-        decode_cmd="local/run_job.sh"
+        train_cmd="scripts/utils/run_job.sh"
+        cuda_cmd="scripts/utils/run_job.sh"
+        decode_cmd="scripts/utils/run_job.sh"
         ;;
     slurm)
-        train_cmd="local/slurm.pl"
-        cuda_cmd="local/slurm.pl"
-        decode_cmd="local/slurm.pl"
+        train_cmd="scripts/utils/slurm.pl"
+        cuda_cmd="scripts/utils/slurm.pl"
+        decode_cmd="scripts/utils/slurm.pl"
         ;;
     *)
         echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (local or slurm)" >&2

@@ -37,8 +37,8 @@ usage() {
 }
 
 cd "$(dirname "$0")"
-# shellcheck source=local/options.sh
-. local/options.sh
+# shellcheck source=scripts/utils/options.sh
+. scripts/utils/options.sh
 # shellcheck source=local/train_set_name.sh
 . local/train_set_name.sh
 OPTIONS_PASSTHROUGH=true parse_options "$0" "$@"

@@ -62,8 +62,8 @@ plots=../../../docs/ablation  # directory of the generated plots
 # <<< options
 
 cd "$(dirname "$0")/.."
-# shellcheck source=local/options.sh
-. local/options.sh
+# shellcheck source=scripts/utils/options.sh
+. scripts/utils/options.sh
 parse_options "$0" "$@"
 check_int stage stop_stage nj inference_nj jobs
 [ "${jobs}" -ge 1 ] || _die_usage "--jobs must be at least 1"

@@ -81,6 +81,8 @@ case "${download}" in true|false) ;; *) echo "$0: --download must be true or fal
 if ! [[ "${nj}" =~ ^[1-9][0-9]*$ ]]; then echo "$0: --nj must be a positive integer, got '${nj}'" >&2; exit 2; fi
 
 local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=path.sh
+. "${local_dir}/../path.sh"
 # shellcheck source=local/train_set_name.sh
 . "${local_dir}/train_set_name.sh"
 py() { "${python}" "$@"; }

@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from audio_io import AudioError, load_audio
-from kaldi_dir import DataDirError, read_table, replace_dir, write_table
+from datadir import DataDirError, read_table, replace_dir, write_table
 from score_sclite import score
 
 RATE = 16000

@@ -41,7 +41,7 @@ from audio_io import (
     kaldi_fbank,
     load_audio,
 )
-from kaldi_dir import (
+from datadir import (
     DataDirError,
     read_data_dir,
     replace_dir,

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from kaldi_dir import (
+from datadir import (
     DataDirError,
     read_data_dir,
     replace_dir,

@@ -8,7 +8,8 @@ names another file. The rule's one home is
 ``espnet_shared_conformer.inference.best_model_name``, which ``load_model``
 applies to an experiment directory.
 
-    python local/best_model_name.py conf/train_asr_960h.yaml   # valid.acc.ave.pth
+    python pyscripts/utils/best_model_name.py conf/train_asr_960h.yaml
+    # -> valid.acc.ave.pth
 """
 
 import argparse

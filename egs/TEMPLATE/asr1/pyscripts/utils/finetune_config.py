@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the training config that fine-tunes a compressed model.
 
-    python local/finetune_config.py SRC_CONFIG COMPRESSED_CONFIG OUT \\
+    python pyscripts/utils/finetune_config.py SRC_CONFIG COMPRESSED_CONFIG OUT \\
         --epochs 3 --lr 0.0005 --warmup_steps 100
 
 SRC_CONFIG is the source experiment's ``config.yaml`` (ESPnet's dump of the

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, List, Optional
 
-from kaldi_dir import DataDirError, read_table, replace_dir
+from datadir import DataDirError, read_table, replace_dir
 
 BLANK, UNK, SOS_EOS, SPACE = "<blank>", "<unk>", "<sos/eos>", "<space>"
 

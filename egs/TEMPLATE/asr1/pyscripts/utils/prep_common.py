@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
-from validate_data_dir import validate_data_dir  # sibling module in local/
+from validate_data_dir import validate_data_dir  # sibling module in pyscripts/utils/
 
 __all__ = [
     "StageError",

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from kaldi_dir import DataDirError, read_table
+from datadir import DataDirError, read_table
 from score_sclite import parse_result
 
 

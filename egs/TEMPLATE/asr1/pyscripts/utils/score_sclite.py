@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from kaldi_dir import DataDirError, read_table, replace_dir
+from datadir import DataDirError, read_table, replace_dir
 
 __all__ = ["SCORE_COLUMNS", "find_sclite", "parse_result", "score", "tokenizers"]
 

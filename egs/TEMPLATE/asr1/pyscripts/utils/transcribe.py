@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Transcribe audio files with a trained model and its own decoding config.
 
-    python local/transcribe.py --model exp/asr_.../packed.zip a.wav b.flac ...
+    python pyscripts/utils/transcribe.py --model exp/asr_.../packed.zip a.wav b.flac ...
 
 ``--model`` is a zip packed by the recipe (stage 14) or an experiment
 directory decoded by stage 12; the model is loaded by

@@ -13,7 +13,7 @@ truncated, no NaN/inf samples); every bad file is reported with the reason.
 
 Each error names the file and line.  Exit status: 0 when clean, 1 otherwise.
 
-    python local/validate_data_dir.py [--check_audio] [--nj N] data/train
+    python pyscripts/utils/validate_data_dir.py [--check_audio] [--nj N] data/train
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _audio_path(value: str) -> Optional[str]:
 def check_audio_file(path: str) -> Optional[str]:
     """``None`` when ``path`` is good audio, else ``"cannot read audio <path>:
     <reason>"``, the reason from ``audio_io`` (the whole file is decoded)."""
-    from audio_io import check_audio  # sibling module in local/
+    from audio_io import check_audio  # sibling module in pyscripts/utils/
 
     problem = check_audio(path, allow_command=False)
     return None if problem is None else f"cannot read audio {path}: {problem}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compress a trained model into a shared low-rank one and fine-tune it.
 #
-#   local/compress_finetune.sh --src_exp exp/asr_train_asr_raw_en_bpe256 \
+#   scripts/utils/compress_finetune.sh --src_exp exp/asr_train_asr_raw_en_bpe256 \
 #       --compress_opts "--lowrank_rank 32 --lowrank_shared_factor in" \
 #       --tag compressed_r32 --epochs 3
 #
@@ -31,9 +31,9 @@ lr=0.0005                  # peak learning rate of the fine-tuning
 warmup_steps=100           # its warm-up steps
 # <<< options
 
-cd "$(dirname "$0")/.."
-# shellcheck source=local/options.sh
-. local/options.sh
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/utils/options.sh
+. scripts/utils/options.sh
 OPTIONS_PASSTHROUGH=true parse_options "$0" "$@"
 check_int epochs warmup_steps
 [ -n "${src_exp}" ] || _die_usage "--src_exp is required"
@@ -42,7 +42,7 @@ check_int epochs warmup_steps
 # shellcheck source=path.sh
 . ./path.sh
 if [ -z "${src_model}" ]; then
-    src_model=$(python3 local/best_model_name.py "${src_exp}/config.yaml") || exit 1
+    src_model=$(python3 pyscripts/utils/best_model_name.py "${src_exp}/config.yaml") || exit 1
 fi
 [ -f "${src_exp}/${src_model}" ] || { log "ERROR: no ${src_exp}/${src_model}"; exit 1; }
 
@@ -61,7 +61,7 @@ python3 -m espnet_shared_conformer.compress --config "${src_exp}/config.yaml" \
 # The fine-tuning config: the source's training options (its config.yaml is
 # the full resolved set), minus what asr.sh passes itself, with the compressed
 # encoder, a short schedule and no best-model averaging beyond the epochs run.
-python3 local/finetune_config.py "${src_exp}/config.yaml" "${out}.tmp/config.yaml" \
+python3 pyscripts/utils/finetune_config.py "${src_exp}/config.yaml" "${out}.tmp/config.yaml" \
     "${out}.tmp/train.yaml" --epochs "${epochs}" --lr "${lr}" \
     --warmup_steps "${warmup_steps}"
 rm -rf "${out}"
@@ -71,7 +71,7 @@ if [ "${epochs}" -eq 0 ]; then
     # No training: the compressed weights become the experiment's model, under
     # the name stage 12 decodes for the source's best_model_criterion.
     exp=exp/asr_${tag}
-    model_name=$(python3 local/best_model_name.py "${out}/train.yaml")
+    model_name=$(python3 pyscripts/utils/best_model_name.py "${out}/train.yaml")
     log "Decode as compressed: ${out}/{config.yaml,model.pth} -> ${exp}/${model_name}"
     rm -rf "${exp}"
     mkdir -p "${exp}"

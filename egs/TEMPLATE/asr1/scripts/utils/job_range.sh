@@ -1,4 +1,4 @@
-# Kaldi's job-range argument for local/run_job.sh and local/slurm_job.sh
+# Kaldi's job-range argument for scripts/utils/run_job.sh and scripts/utils/slurm_job.sh
 # (sourced, not run).
 # shellcheck shell=bash
 

@@ -1,4 +1,4 @@
-# kill_tree for asr.sh and local/run_job.sh (sourced, not run).
+# kill_tree for asr.sh and scripts/utils/run_job.sh (sourced, not run).
 # shellcheck shell=bash
 
 # kill_tree PID...: send SIGTERM to the processes and everything they

@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-# shellcheck source=local/job_range.sh
+# shellcheck source=scripts/utils/job_range.sh
 . "${BASH_SOURCE[0]%/*}/job_range.sh"
 if [ $# -gt 0 ] && parse_job_range "$1"; then shift; fi
 if [ $# -lt 2 ]; then
@@ -99,7 +99,7 @@ reap_job() {
     unset "job_number[${pid}]" "job_log[${pid}]" "job_start[${pid}]"
 }
 
-# shellcheck source=local/kill_tree.sh
+# shellcheck source=scripts/utils/kill_tree.sh
 . "$(dirname "${BASH_SOURCE[0]}")/kill_tree.sh"
 
 # stop_jobs SIGNAL: stop every running job, then exit as killed by SIGNAL.

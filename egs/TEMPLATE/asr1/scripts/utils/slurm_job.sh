@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a command, or an array of jobs, as a Slurm batch job, with its output in
 # a log file. It speaks the command-line interface of Kaldi's run.pl and
-# slurm.pl (and of local/run_job.sh), which asr.sh and ESPnet's launcher
+# slurm.pl (and of scripts/utils/run_job.sh), which asr.sh and ESPnet's launcher
 # (python -m espnet2.bin.launch --cmd ...) call:
 #
 #   slurm_job.sh [--gpu N] [--num_threads N] [--mem M] [--name NAME]
@@ -28,10 +28,10 @@
 # arguments becomes the task number. The command runs without a shell, so
 # arguments need no extra quoting. Slurm writes each task's output to its log,
 # which starts with the command line and ends with its exit code and elapsed
-# seconds, as local/run_job.sh writes them. Exits 1 if any task failed, naming
+# seconds, as scripts/utils/run_job.sh writes them. Exits 1 if any task failed, naming
 # the failed logs; 2 on bad options; stopping it (Ctrl-C, kill) cancels the job.
 #
-# Multi-node training: cmd.sh calls this file as local/slurm.pl (a link to
+# Multi-node training: cmd.sh calls this file as scripts/utils/slurm.pl (a link to
 # it) because ESPnet's launcher picks its Slurm path by that file name. With
 # --num_nodes N it then runs
 #   slurm.pl --gpu G --num_threads G --num_nodes N LOG srun --export=ALL \
@@ -124,7 +124,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-# shellcheck source=local/job_range.sh
+# shellcheck source=scripts/utils/job_range.sh
 . "${BASH_SOURCE[0]%/*}/job_range.sh"
 if [ $# -gt 0 ] && parse_job_range "$1"; then shift; fi
 [ $# -ge 2 ] || die_usage "usage: ${me} [options] [JOB=1:N] LOG COMMAND [ARG...]"
@@ -132,7 +132,7 @@ log_pattern=$1
 shift
 if [ "$(basename "$1")" = mpirun ]; then
     die_usage "got an mpirun command: ESPnet's launcher takes its MPI path unless" \
-        "its --cmd is named slurm.pl; set cuda_cmd to local/slurm.pl in cmd.sh"
+        "its --cmd is named slurm.pl; set cuda_cmd to scripts/utils/slurm.pl in cmd.sh"
 fi
 command -v sbatch >/dev/null ||
     die_usage "sbatch not found: the Slurm back end needs Slurm's client commands" \
