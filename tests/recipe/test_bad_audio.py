@@ -28,7 +28,7 @@ dump_audio = local_module("dump_audio")
 validate_data_dir = local_module("validate_data_dir")
 librispeech_data_prep = local_module("librispeech_data_prep")
 prepare_real_clips = local_module("prepare_real_clips")
-StageError = local_module("prep_common").StageError
+DataDirError = local_module("datadir").DataDirError
 
 # Beyond the issue's list: a WAV whose data chunk is cut short (libsndfile
 # would silently read the part that is there).
@@ -172,7 +172,7 @@ def test_dump_names_bad_kind_and_writes_nothing(
 
     err = capsys.readouterr().err
     assert code == 1
-    assert f"{data / 'wav.scp'} line 2: {wav['s-2']}: {reason}" in err
+    assert f"{data / 'wav.scp'}:2: {wav['s-2']}: {reason}" in err
     assert not (tmp_path / "dump").exists()  # not even a temporary directory
 
 
@@ -187,7 +187,7 @@ def test_dump_names_every_bad_file(tmp_path: Path, capsys) -> None:
 
     err = capsys.readouterr().err
     assert code == 1
-    assert f"{len(ALL_BAD)} utterance(s) of {data} with bad audio" in err
+    assert f"{data}: bad audio, nothing written; {len(ALL_BAD)} problem(s)" in err
     for i, (_, reason) in enumerate(ALL_BAD.values()):
         assert f"{wav[f's-{i}']}: {reason}" in err
     assert "good.wav" not in err
@@ -246,7 +246,7 @@ def test_librispeech_data_prep_names_bad_kind(kind: str, tmp_path: Path) -> None
     chapter = _chapter(tmp_path / "dev-clean", {"0000": good, "0001": make(files)})
     dst = tmp_path / "data" / "dev"
 
-    with pytest.raises(StageError) as error:
+    with pytest.raises(DataDirError) as error:
         librispeech_data_prep.prepare([tmp_path / "dev-clean"], dst)
 
     message = str(error.value)
@@ -264,7 +264,7 @@ def test_data_prep_names_every_bad_file(tmp_path: Path) -> None:
     bad = {f"{i:04d}": make(files) for i, (make, _) in enumerate(ALL_BAD.values())}
     _chapter(tmp_path / "dev-clean", bad)
 
-    with pytest.raises(StageError) as error:
+    with pytest.raises(DataDirError) as error:
         librispeech_data_prep.prepare([tmp_path / "dev-clean"], tmp_path / "dev")
 
     message = str(error.value)
@@ -286,7 +286,7 @@ def test_real_clips_prep_names_every_bad_file(tmp_path: Path) -> None:
     transcripts.write_text("".join(f"<s> hello world </s> ({n})\n" for n in names))
     dst = tmp_path / "data" / "clips"
 
-    with pytest.raises(StageError) as error:
+    with pytest.raises(DataDirError) as error:
         prepare_real_clips.prepare("sphinx", transcripts, audio_dir, "clips", dst)
 
     message = str(error.value)

@@ -140,7 +140,7 @@ def test_missing_audio_names_file_and_line(tmp_path, capsys, good):
     good["s-2"] = str(tmp_path / "nowhere.flac")
     data = write_data_dir(tmp_path / "data", good)
     _assert_fails_cleanly(
-        capsys, data, tmp_path / "out", f"{data / 'wav.scp'} line 2", "nowhere.flac"
+        capsys, data, tmp_path / "out", f"{data / 'wav.scp'}:2", "nowhere.flac"
     )
 
 
@@ -150,7 +150,7 @@ def test_corrupt_audio_names_file_and_line(tmp_path, capsys, good):
     good["s-3"] = str(bad)
     data = write_data_dir(tmp_path / "data", good)
     _assert_fails_cleanly(
-        capsys, data, tmp_path / "out", f"{data / 'wav.scp'} line 3", "corrupt.flac"
+        capsys, data, tmp_path / "out", f"{data / 'wav.scp'}:3", "corrupt.flac"
     )
 
 
@@ -158,7 +158,7 @@ def test_too_low_sample_rate_is_refused(tmp_path, capsys, good):
     good["s-1"] = str(tone(tmp_path / "low.wav", 4000, freq=500))
     data = write_data_dir(tmp_path / "data", good)
     _assert_fails_cleanly(
-        capsys, data, tmp_path / "out", f"{data / 'wav.scp'} line 1", "4000 Hz"
+        capsys, data, tmp_path / "out", f"{data / 'wav.scp'}:1", "4000 Hz"
     )
 
 
@@ -167,7 +167,7 @@ def test_empty_transcript_names_text_line(tmp_path, capsys, good):
         tmp_path / "data", good, text={"s-1": "A", "s-2": "", "s-3": "C"}
     )
     _assert_fails_cleanly(
-        capsys, data, tmp_path / "out", f"{data / 'text'} line 2", "empty transcript"
+        capsys, data, tmp_path / "out", f"{data / 'text'}:2", "empty transcript"
     )
 
 
@@ -176,7 +176,7 @@ def test_disagreeing_files_name_the_line(tmp_path, capsys, good):
     with (data / "utt2spk").open("a") as f:
         f.write("s-4 s\n")
     _assert_fails_cleanly(
-        capsys, data, tmp_path / "out", f"{data / 'utt2spk'} line 4", "'s-4'"
+        capsys, data, tmp_path / "out", f"{data / 'utt2spk'}:4", "'s-4'"
     )
 
 
@@ -192,7 +192,7 @@ def test_duplicate_utterance_names_both_lines(tmp_path, capsys, good):
         (data / "wav.scp").read_text() + f"s-1 {good['s-1']}\n"
     )
     _assert_fails_cleanly(
-        capsys, data, tmp_path / "out", f"{data / 'wav.scp'} line 4", "line 1"
+        capsys, data, tmp_path / "out", f"{data / 'wav.scp'}:4", "line 1"
     )
 
 

@@ -118,7 +118,7 @@ def test_filter_names_a_bad_length_line(tmp_path, capsys):
     (org / "utt2num_samples").write_text("s-1 8000\ns-2 many\n")
 
     assert filter_utts.main([str(org), str(tmp_path / "f")]) == 1
-    assert f"{org / 'utt2num_samples'} line 2" in capsys.readouterr().err
+    assert f"{org / 'utt2num_samples'}:2" in capsys.readouterr().err
 
 
 def write_text(tmp_path, lines):

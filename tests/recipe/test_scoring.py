@@ -127,7 +127,7 @@ def test_missing_hypothesis_names_the_reference_line(tmp_path):
     )
 
     assert result.returncode == 1
-    assert f"{ref} line 2: utterance 's1-u2' has no hypothesis" in result.stderr
+    assert f"{ref}:2: utterance 's1-u2' has no hypothesis" in result.stderr
     assert not (tmp_path / "d" / "score_wer").exists()
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import librispeech_data_prep as prep
 import pytest
-from prep_common import StageError, normalize_text
+from datadir import DataDirError
 from stage1_helpers import make_chapter, write_flac
+from textnorm import normalize_text
 
 
 def _read(d: Path) -> dict[str, str]:
@@ -77,7 +78,7 @@ def test_duplicate_ids_across_subsets_stop(tiny_subset: Path, tmp_path: Path) ->
     copy = tmp_path / "copy"
     make_chapter(copy, "19", "227", {"0000": "SHE DIDN'T KNOW"})
     with pytest.raises(
-        StageError, match=r"19-227\.trans\.txt:1: utterance id '19-227-0000' also in"
+        DataDirError, match=r"19-227\.trans\.txt:1: utterance id '19-227-0000' also in"
     ):
         prep.prepare([tiny_subset, copy], tmp_path / "dev")
     assert not (tmp_path / "dev").exists()
@@ -164,7 +165,7 @@ def test_bad_input_stops_naming_file_and_line(
 ) -> None:
     pattern = damage(tiny_subset / "19" / "198")
     dst = tmp_path / "data" / "dev_clean"
-    with pytest.raises(StageError, match=pattern):
+    with pytest.raises(DataDirError, match=pattern):
         prep.prepare([tiny_subset], dst)
     assert not dst.exists()
     leftovers = (
@@ -181,7 +182,7 @@ def test_bad_input_leaves_previous_dir_untouched(
     good = _read(dst)
     _corrupt_flac(tiny_subset / "19" / "198")
     make_chapter(tiny_subset, "19", "300", {"0000": "CHANGED INPUT"})  # forces a redo
-    with pytest.raises(StageError):
+    with pytest.raises(DataDirError):
         prep.prepare([tiny_subset], dst)
     assert _read(dst) == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["LibriSpeech", "dev_clean"]
@@ -192,7 +193,7 @@ def test_all_problems_are_listed(tiny_subset: Path, tmp_path: Path) -> None:
     (tiny_subset / "1034" / "121119" / "1034-121119.trans.txt").write_text(
         "1034-121119-0000\n"
     )
-    with pytest.raises(StageError) as info:
+    with pytest.raises(DataDirError) as info:
         prep.prepare([tiny_subset], tmp_path / "x")
     message = str(info.value)
     assert "2 problem(s)" in message

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import prepare_real_clips as real
 import pytest
-import validate_data_dir as vdd
+from datadir import DataDirError, validate_data_dir
 from pipeline_helpers import LOCAL_DIR
-from prep_common import StageError
 from stage1_helpers import RangeServer, make_chapter, write_flac
 
 DATA_SH = LOCAL_DIR / "data.sh"
@@ -117,7 +116,7 @@ def test_librispeech_download_and_prep(server: RangeServer, tmp_path: Path) -> N
         "train_clean_100",
     ]
     for d in data.iterdir():
-        assert vdd.validate_data_dir(d, check_audio=True) == []
+        assert validate_data_dir(d, check_audio=True) == []
     assert (data / "dev" / "text").read_text() == (
         "101-10-0000 WORDS OF DEV CLEAN\n102-10-0000 WORDS OF DEV OTHER\n"
     )
@@ -252,7 +251,7 @@ def test_mini_corpus_end_to_end(tmp_path: Path) -> None:
     names = {p.name for p in data.iterdir()}
     assert expected <= names <= expected | {"test_asterisk"}
     for name in names - {"local"}:
-        assert vdd.validate_data_dir(data / name, check_audio=True) == [], name
+        assert validate_data_dir(data / name, check_audio=True) == [], name
     assert len((data / "test_librivox" / "text").read_text().splitlines()) == 5
     assert len((data / "dev" / "text").read_text().splitlines()) == 10
     lm = (data / "local" / "other_text" / "text").read_text().splitlines()
@@ -291,7 +290,7 @@ def test_librivox_sphinx_transcripts(tmp_path: Path) -> None:
     transcription.write_text(
         "<s> one </s> (a-01)\n<s> two </s> (a-03)\n<s> </s> (a-02)\nno id here\n"
     )
-    with pytest.raises(StageError) as info:
+    with pytest.raises(DataDirError) as info:
         real.prepare("sphinx", transcription, audio, "librivox", tmp_path / "bad")
     message = str(info.value)
     assert f"{transcription}:2: audio file missing: {audio}/a-03.wav" in message
@@ -313,4 +312,4 @@ def test_asterisk_prompts(tmp_path: Path) -> None:
     assert not any(
         k.startswith("allison-spy-iax") for k in text
     )  # acronym prompts left out
-    assert vdd.validate_data_dir(dst, check_audio=True) == []
+    assert validate_data_dir(dst, check_audio=True) == []

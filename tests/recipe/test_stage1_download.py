@@ -9,7 +9,7 @@ from pathlib import Path
 
 import download_librispeech as dl
 import pytest
-from prep_common import StageError
+from datadir import DataDirError
 from stage1_helpers import RangeServer, make_chapter
 
 
@@ -162,7 +162,7 @@ def test_corrupt_part_is_caught_after_resume(
     (root / "dev-clean.tar.gz.part").write_bytes(
         b"\0" * half
     )  # right size, wrong bytes
-    with pytest.raises(StageError, match=f"expected {_md5(data)}, got "):
+    with pytest.raises(DataDirError, match=f"expected {_md5(data)}, got "):
         _fetch(server, root, data)
     assert (root / "dev-clean.tar.gz.corrupt").exists()
     assert not (root / "LibriSpeech").exists()
@@ -200,7 +200,7 @@ def test_existing_bad_archive_is_moved_aside(
     root.mkdir()
     (root / "dev-clean.tar.gz").write_bytes(data[:-10])
     with pytest.raises(
-        StageError, match=r"md5 mismatch for .*dev-clean\.tar\.gz: expected"
+        DataDirError, match=r"md5 mismatch for .*dev-clean\.tar\.gz: expected"
     ):
         _fetch(server, root, data)
     assert (root / "dev-clean.tar.gz.corrupt").exists()
@@ -209,7 +209,7 @@ def test_existing_bad_archive_is_moved_aside(
 
 def test_http_error_is_reported(server: RangeServer, tmp_path: Path) -> None:
     with pytest.raises(
-        StageError, match=r"cannot download .*/ls/dev-clean\.tar\.gz: HTTP 404"
+        DataDirError, match=r"cannot download .*/ls/dev-clean\.tar\.gz: HTTP 404"
     ):
         _fetch(server, tmp_path / "downloads", b"anything")
 
@@ -225,7 +225,7 @@ def test_archive_with_member_outside_librispeech_is_refused(
     data = buffer.getvalue()
     server.files["/ls/dev-clean.tar.gz"] = data
     root = tmp_path / "downloads"
-    with pytest.raises(StageError, match="unexpected member 'elsewhere/evil.txt'"):
+    with pytest.raises(DataDirError, match="unexpected member 'elsewhere/evil.txt'"):
         _fetch(server, root, data)
     assert sorted(p.name for p in root.iterdir()) == ["dev-clean.tar.gz"]
 
@@ -235,13 +235,13 @@ def test_archive_without_the_subset_is_refused(
 ) -> None:
     data = _archive(tmp_path, subset="dev-other")
     server.files["/ls/dev-clean.tar.gz"] = data
-    with pytest.raises(StageError, match=r"has no LibriSpeech/dev-clean/ directory"):
+    with pytest.raises(DataDirError, match=r"has no LibriSpeech/dev-clean/ directory"):
         _fetch(server, tmp_path / "downloads", data)
     assert not (tmp_path / "downloads" / "LibriSpeech" / "dev-clean").exists()
 
 
 def test_unknown_subset_needs_md5(server: RangeServer, tmp_path: Path) -> None:
-    with pytest.raises(StageError, match="no md5 known for 'train-clean-5'"):
+    with pytest.raises(DataDirError, match="no md5 known for 'train-clean-5'"):
         dl.fetch_subset("train-clean-5", tmp_path, server.base_url, dict(dl.KNOWN_MD5))
 
 
@@ -260,7 +260,7 @@ def test_md5_file_parsing(tmp_path: Path) -> None:
         "42e2234ba48799c1f50f24a7926300a1  dev-clean.tar.gz\nnot a sum line\n"
     )
     with pytest.raises(
-        StageError, match=r"bad\.txt:2: expected '<md5>  <name>\.tar\.gz'"
+        DataDirError, match=r"bad\.txt:2: expected '<md5>  <name>\.tar\.gz'"
     ):
         dl.read_md5_file(bad)
 

@@ -14,7 +14,7 @@ import librispeech_data_prep as prep
 import make_mini_corpus as mini
 import pytest
 import soundfile
-from prep_common import StageError
+from datadir import DataDirError
 
 TINY = dict(
     hours=0.004, seed=3, nj=2, eval_fraction=0.1, min_eval_utts=2, show_progress=False
@@ -178,9 +178,9 @@ def test_flite_weighting_changes_only_the_training_set(
 
 
 def test_plan_rejects_impossible_sizes(austen_sentences) -> None:
-    with pytest.raises(StageError, match="ran out of sentences"):
+    with pytest.raises(DataDirError, match="ran out of sentences"):
         mini.plan_corpus(austen_sentences[:50], 1.0, seed=1)
-    with pytest.raises(StageError, match="--hours must be positive"):
+    with pytest.raises(DataDirError, match="--hours must be positive"):
         mini.plan_corpus(austen_sentences, 0, seed=1)
 
 
@@ -277,7 +277,7 @@ def test_rerun_skips_and_other_parameters_refuse(tiny_corpora) -> None:
     before = _tree(root)
     assert mini.build_corpus(root, **TINY) is False
     assert _tree(root) == before
-    with pytest.raises(StageError, match="was made with other parameters"):
+    with pytest.raises(DataDirError, match="was made with other parameters"):
         mini.build_corpus(root, **{**TINY, "seed": 4})
 
 
@@ -303,7 +303,7 @@ def test_existing_unfinished_root_is_not_touched(tmp_path: Path) -> None:
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "mine.txt").write_text("user data")
-    with pytest.raises(StageError, match="exists but is not a finished mini corpus"):
+    with pytest.raises(DataDirError, match="exists but is not a finished mini corpus"):
         mini.build_corpus(root, **TINY)
     assert (root / "mine.txt").read_text() == "user data"
 
@@ -328,7 +328,8 @@ def test_synthesis_failure_names_the_utterance(tmp_path: Path) -> None:
     )
     out = tmp_path / "101-1101-0000.flac"
     with pytest.raises(
-        StageError, match=r"espeak-ng failed for 101-1101-0000 \('It was a fine day.'\)"
+        DataDirError,
+        match=r"espeak-ng failed for 101-1101-0000 \('It was a fine day.'\)",
     ):
         mini.synthesize(job, out, tmp_path)
     assert list(tmp_path.iterdir()) == []  # no audio, no .part, no temporary wav
@@ -338,5 +339,5 @@ def test_missing_flite_voice_is_reported() -> None:
     speaker = mini.Speaker(
         "101", mini.Voice("flite", "no_such_voice", "M"), 1.0, 1.0, -3.0, False
     )
-    with pytest.raises(StageError, match="flite has no voice 'no_such_voice'"):
+    with pytest.raises(DataDirError, match="flite has no voice 'no_such_voice'"):
         mini._check_tools([speaker])

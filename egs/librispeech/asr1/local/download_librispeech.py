@@ -36,9 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from prep_common import Progress, StageError, log  # noqa: E402
+from datadir import DataDirError, Progress, exit_status, log
 
 __all__ = [
     "KNOWN_MD5",
@@ -78,7 +76,7 @@ def read_md5_file(path: Path) -> dict[str, str]:
             continue
         match = _MD5_LINE.match(line.strip())
         if not match:
-            raise StageError(
+            raise DataDirError(
                 f"{path}:{number}: expected '<md5>  <name>.tar.gz', got {line!r}"
             )
         sums[os.path.basename(match.group(2))] = match.group(1).lower()
@@ -111,7 +109,7 @@ def download(
 ) -> None:
     """Fetch `url` into `dest`, resuming ``dest.part``, and check its md5.
 
-    Raises StageError after `retries` failed attempts or on an md5 mismatch
+    Raises DataDirError after `retries` failed attempts or on an md5 mismatch
     (the bad file is then moved to ``dest.corrupt``).
     """
     dest = Path(dest)
@@ -137,11 +135,11 @@ def download(
                 503,
                 504,
             ):
-                raise StageError(
+                raise DataDirError(
                     f"cannot download {url}: HTTP {e.code} {e.reason}"
                 ) from e
             if attempt > retries:
-                raise StageError(
+                raise DataDirError(
                     f"cannot download {url} after {attempt} attempts: {e}; "
                     f"re-run to resume from {part} ({_size(part)} bytes)"
                 ) from e
@@ -154,7 +152,7 @@ def download(
     if got != expected_md5.lower():
         bad = dest.with_name(dest.name + ".corrupt")
         os.replace(part, bad)
-        raise StageError(
+        raise DataDirError(
             f"md5 mismatch for {dest.name} from {url}: "
             f"expected {expected_md5.lower()}, got {got}; "
             f"the file was moved to {bad} (delete it and re-run to download again)"
@@ -233,7 +231,7 @@ class _CountingReader:
 def _member_filter(member: tarfile.TarInfo, path: str) -> Optional[tarfile.TarInfo]:
     name = member.name[2:] if member.name.startswith("./") else member.name
     if name != "LibriSpeech" and not name.startswith("LibriSpeech/"):
-        raise StageError(
+        raise DataDirError(
             f"unexpected member {member.name!r} outside LibriSpeech/ in archive"
         )
     return tarfile.data_filter(
@@ -265,10 +263,10 @@ def extract(archive: Path, root: Path, subset: str, show_progress: bool = True) 
                 ) as tar:
                     tar.extractall(tmp, filter=_member_filter)
             except (tarfile.TarError, EOFError, OSError) as e:
-                raise StageError(f"cannot unpack {archive}: {e}") from e
+                raise DataDirError(f"cannot unpack {archive}: {e}") from e
         unpacked = tmp / "LibriSpeech" / subset
         if not unpacked.is_dir():
-            raise StageError(f"{archive} has no LibriSpeech/{subset}/ directory")
+            raise DataDirError(f"{archive} has no LibriSpeech/{subset}/ directory")
         final.parent.mkdir(parents=True, exist_ok=True)
         for extra in sorted(
             (tmp / "LibriSpeech").iterdir()
@@ -298,7 +296,7 @@ def fetch_subset(
         log(f"{final} exists, skipping download")
         return final
     if subset not in md5:
-        raise StageError(
+        raise DataDirError(
             f"no md5 known for {subset!r}; "
             f"pass --md5 FILE with a line for {subset}.tar.gz"
         )
@@ -311,7 +309,7 @@ def fetch_subset(
         if digest.hexdigest() != md5[subset]:
             bad = archive.with_name(archive.name + ".corrupt")
             os.replace(archive, bad)
-            raise StageError(
+            raise DataDirError(
                 f"md5 mismatch for {archive}: expected {md5[subset]}, "
                 f"got {digest.hexdigest()}; the file was moved to {bad}"
             )
@@ -365,24 +363,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--retry_wait", type=float, default=5.0, help="seconds between retries"
     )
     args = parser.parse_args(argv)
-    try:
-        md5 = dict(KNOWN_MD5)
-        if args.md5 is not None:
-            md5.update(read_md5_file(args.md5))
-        for subset in args.subsets:
-            fetch_subset(
-                subset,
-                args.root,
-                args.base_url,
-                md5,
-                remove_archive=args.remove_archive,
-                retries=args.retries,
-                retry_wait=args.retry_wait,
-            )
-    except StageError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: fetch_subsets(args))
+
+
+def fetch_subsets(args: argparse.Namespace) -> None:
+    """``main``'s work: every subset of ``--subsets``."""
+    md5 = dict(KNOWN_MD5)
+    if args.md5 is not None:
+        md5.update(read_md5_file(args.md5))
+    for subset in args.subsets:
+        fetch_subset(
+            subset,
+            args.root,
+            args.base_url,
+            md5,
+            remove_archive=args.remove_archive,
+            retries=args.retries,
+            retry_wait=args.retry_wait,
+        )
 
 
 if __name__ == "__main__":

@@ -40,17 +40,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from prep_common import (  # noqa: E402
+from datadir import (
+    DataDirError,
     Progress,
-    StageError,
     Utterance,
+    check_audio_file,
+    exit_status,
     log,
-    normalize_text,
     write_data_dir,
 )
-from validate_data_dir import MAX_REPORTED, check_audio_file  # noqa: E402
+from textnorm import normalize_text
 
 __all__ = ["read_subset", "prepare", "main"]
 
@@ -169,7 +168,7 @@ def prepare(
     """Write the data directory `dst` from `sources`.
 
     Returns False when `dst` was already up to date, True when written.
-    Raises StageError listing every problem found (dst then untouched).
+    Raises DataDirError listing every problem found (dst then untouched).
     """
     sources = [Path(s) for s in sources]
     dst = Path(dst)
@@ -209,15 +208,8 @@ def prepare(
                 if problem:
                     errors.append(f"{where}: {problem}")
     if errors:
-        shown = errors[:MAX_REPORTED]
-        more = (
-            [f"... and {len(errors) - MAX_REPORTED} more"]
-            if len(errors) > MAX_REPORTED
-            else []
-        )
-        raise StageError(
-            f"cannot prepare {dst} from {', '.join(map(str, sources))}; "
-            f"{len(errors)} problem(s):\n" + "\n".join(shown + more)
+        raise DataDirError.listing(
+            f"cannot prepare {dst} from {', '.join(map(str, sources))}", errors
         )
     write_data_dir(dst, [u for u, _ in rows], marker=marker)
     speakers = len({u.speaker for u, _ in rows})
@@ -242,12 +234,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="do not decode the flac files (only check that they exist)",
     )
     args = parser.parse_args(argv)
-    try:
-        prepare(args.sources, args.dst, nj=args.nj, check_audio=not args.no_check_audio)
-    except StageError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(
+        lambda: prepare(
+            args.sources, args.dst, nj=args.nj, check_audio=not args.no_check_audio
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -56,20 +56,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from prep_common import (  # noqa: E402
-    ABBREVIATIONS,
+from datadir import (
+    DataDirError,
     Progress,
-    StageError,
     atomic_write_text,
-    fold_accents,
+    exit_status,
     log,
-    normalize_text,
     replace_dir,
 )
+from textnorm import fold_accents, normalize_text, read_spellings, spell_out
 
 __all__ = [
     "AUSTEN_BOOKS",
@@ -107,6 +104,8 @@ AUSTEN_BOOKS = (
 # (book, 1-based chapter): kept out of every subset and of the LM text.  The
 # LibriVox clips of pocketsphinx-testdata (data/test_librivox) read this chapter.
 EXCLUDED_CHAPTERS = frozenset({("sensesensibility", 1)})
+#: How the corpus's voices say written forms (pyscripts/utils/textnorm.py).
+SPELLINGS_FILE = Path(__file__).resolve().parents[1] / "conf" / "spellings.txt"
 
 SUBSETS = ("train-synth", "dev-synth", "test-sentences-synth", "test-voices-synth")
 _SUBSET_CODE = {
@@ -228,7 +227,7 @@ HELD_OUT_VOICES = (
 def load_austen() -> dict[str, str]:
     """The six novels of Debian's r-cran-janeaustenr, read through Rscript."""
     if shutil.which("Rscript") is None:
-        raise StageError(
+        raise DataDirError(
             "Rscript not found: install the Debian package r-cran-janeaustenr "
             "(it brings R), or pass --text_dir with .txt files"
         )
@@ -243,7 +242,7 @@ def load_austen() -> dict[str, str]:
             ["Rscript", "-e", script, tmp], capture_output=True, text=True
         )
         if result.returncode != 0:
-            raise StageError(
+            raise DataDirError(
                 f"reading janeaustenr with Rscript failed: {result.stderr.strip()}"
             )
         return {
@@ -256,13 +255,12 @@ def load_text_dir(text_dir: Path) -> dict[str, str]:
     """Every ``*.txt`` in `text_dir`, keyed by file stem, in name order."""
     files = sorted(Path(text_dir).glob("*.txt"))
     if not files:
-        raise StageError(f"{text_dir}: no .txt files")
+        raise DataDirError(f"{text_dir}: no .txt files")
     return {f.stem: f.read_text(encoding="utf-8") for f in files}
 
 
 _CHAPTER_HEADING = re.compile(r"^\s*chapter\s+([0-9]+|[ivxlc]+)\.?\s*$", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"([.!?]+[\"')_\]]*)\s+(?=[\"'(_\[]*[A-Z])")
-_ABBREVIATION = re.compile(r"\b(" + "|".join(ABBREVIATIONS) + r")\.")
 _FORBIDDEN = re.compile(r"[0-9&*#@$%\[\]{}<>/\\|+=~^\u00a3]")
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
@@ -330,17 +328,23 @@ def extract_sentences(
     min_words: int = 4,
     max_words: int = 30,
     excluded_chapters: frozenset = EXCLUDED_CHAPTERS,
+    spellings: Optional[Mapping[str, str]] = None,
 ) -> list[Sentence]:
-    """Usable sentences of `books`, in text order, each transcript once."""
+    """Usable sentences of `books`, in text order, each transcript once.
+
+    Written forms of ``spellings`` (default: the recipe's
+    ``conf/spellings.txt``) are spelled out, so that the voices say what the
+    transcript writes ("Mr." -> "Mister").
+    """
+    if spellings is None:
+        spellings = read_spellings(SPELLINGS_FILE)
     seen: set[str] = set()
     out: list[Sentence] = []
     for book, text in books.items():
         for chapter, paragraph in _paragraphs(text):
             if chapter == 0 or (book, chapter) in excluded_chapters:
                 continue
-            paragraph = _ABBREVIATION.sub(
-                lambda m: ABBREVIATIONS[m.group(1)], paragraph
-            )
+            paragraph = spell_out(paragraph, spellings)
             start = 0
             pieces = []
             for m in _SENTENCE_END.finditer(paragraph):
@@ -407,7 +411,7 @@ def plan_corpus(
     (in train-synth flite speakers take ``FLITE_TRAIN_TURNS`` each).
     """
     if hours <= 0:
-        raise StageError(f"--hours must be positive, got {hours}")
+        raise DataDirError(f"--hours must be positive, got {hours}")
     rng = random.Random(seed)
     speakers = make_speakers(rng)
     train_speakers = [s for s in speakers if not s.held_out]
@@ -436,7 +440,7 @@ def plan_corpus(
         while total < seconds or n < min_utts:
             index = next(pool, None)
             if index is None:
-                raise StageError(
+                raise DataDirError(
                     f"ran out of sentences while planning {subset}: "
                     f"{len(sentences)} sentences are not enough for --hours {hours}"
                 )
@@ -570,7 +574,7 @@ def synthesize(job: Job, out: Path, work_dir: Path) -> None:
         ):
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
-                raise StageError(
+                raise DataDirError(
                     f"{command[0]} failed for {job.utt_id} "
                     f"({job.sentence.speakable!r}): {result.stderr.strip()}"
                 )
@@ -592,13 +596,15 @@ def _check_tools(speakers: list[Speaker]) -> None:
         ("sox", "sox"),
     ):
         if shutil.which(tool) is None:
-            raise StageError(f"{tool} not found: install the Debian package {package}")
+            raise DataDirError(
+                f"{tool} not found: install the Debian package {package}"
+            )
     listed = subprocess.run(
         ["flite", "-lv"], capture_output=True, text=True
     ).stdout.split()
     for name in sorted({s.voice.name for s in speakers if s.voice.engine == "flite"}):
         if name not in listed:
-            raise StageError(
+            raise DataDirError(
                 f"flite has no voice {name!r} (flite -lv lists: {' '.join(listed[2:])})"
             )
 
@@ -707,12 +713,12 @@ def build_corpus(
             log(f"{root} is complete, skipping synthesis")
             return False
         old = done.read_text(encoding="utf-8").strip()
-        raise StageError(
+        raise DataDirError(
             f"{root} was made with other parameters ({old}); "
             f"remove it or pass another --mini_root"
         )
     if root.exists():
-        raise StageError(
+        raise DataDirError(
             f"{root} exists but is not a finished mini corpus (no .done); remove it"
         )
 
@@ -804,8 +810,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="read sentences from the .txt files here instead of janeaustenr",
     )
     args = parser.parse_args(argv)
-    try:
-        build_corpus(
+    return exit_status(
+        lambda: build_corpus(
             args.root,
             args.hours,
             args.seed,
@@ -814,10 +820,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             min_eval_utts=args.min_eval_utts,
             text_dir=args.text_dir,
         )
-    except StageError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    )
 
 
 if __name__ == "__main__":

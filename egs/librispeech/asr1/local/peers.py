@@ -18,8 +18,9 @@ decoding, so ``local/make_results.py OUTDIR`` tabulates it. ``OUTDIR/system.json
 records the system, its model files, their size and parameter count.
 
 The peers write cased, punctuated text with digits and abbreviations;
-:func:`normalize` maps it onto LibriSpeech's transcription conventions
-(upper case, words only, "MISTER", numbers spelled out) before scoring. The
+:func:`normalize` spells the numbers out and hands the rest to the recipe's
+text normalizer (``textnorm``, which made the references) with the corpus's
+spellings (``conf/spellings.txt``: "Mr." is "MISTER") before scoring. The
 references are not touched.
 """
 
@@ -29,23 +30,17 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 from audio_io import AudioError, load_audio
-from datadir import DataDirError, read_table, replace_dir, write_table
+from datadir import DataDirError, building, log, read_table, write_table
 from score_sclite import score
+from textnorm import normalize_text, read_spellings
 
 RATE = 16000
-
-_ABBREVIATIONS = {
-    "MR": "MISTER",
-    "MRS": "MISSUS",
-    "MS": "MISS",
-    "DR": "DOCTOR",
-    "ST": "SAINT",
-    "&": "AND",
-}
+#: LibriSpeech's spellings of written forms, as the mini corpus uses them.
+SPELLINGS_FILE = Path(__file__).resolve().parents[1] / "conf" / "spellings.txt"
 
 
 def _spell_number(match: "re.Match[str]") -> str:
@@ -57,19 +52,14 @@ def _spell_number(match: "re.Match[str]") -> str:
     return " " + num2words(float(token) if "." in token else int(token)) + " "
 
 
-def normalize(text: str) -> str:
-    """A peer's output in LibriSpeech's conventions: upper-case words, digits
-    and abbreviations spelled out, no punctuation but in-word apostrophes."""
+def normalize(text: str, spellings: Optional[Mapping[str, str]] = None) -> str:
+    """A peer's output in LibriSpeech's conventions: numbers spelled out, then
+    ``textnorm.normalize_text`` with ``spellings`` (default: the recipe's
+    ``conf/spellings.txt``)."""
+    if spellings is None:
+        spellings = read_spellings(SPELLINGS_FILE)
     text = re.sub(r"\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?", _spell_number, text)
-    text = text.upper().replace("&", " & ")
-    words = []
-    for word in re.split(r"[\s\-]+", text):
-        bare = word.strip(".,;:!?\"()[]{}…“”‘’'`")
-        bare = _ABBREVIATIONS.get(bare, bare)
-        bare = re.sub(r"[^A-Z']", "", bare.replace("’", "'"))
-        if bare.strip("'"):
-            words.append(bare)
-    return " ".join(words)
+    return normalize_text(text, spellings)
 
 
 def pocketsphinx_system() -> Dict[str, object]:
@@ -161,6 +151,7 @@ def decode_set(
 ) -> Dict[str, float]:
     """Transcribe every utterance of ``data``; write ``out`` atomically."""
     wav_scp = read_table(data / "wav.scp")
+    spellings = read_spellings(SPELLINGS_FILE)
     texts: Dict[str, str] = {}
     raw: Dict[str, str] = {}
     audio_seconds = 0.0
@@ -174,24 +165,18 @@ def decode_set(
         start = time.perf_counter()
         raw[utt] = transcribe(samples)
         compute_seconds += time.perf_counter() - start
-        texts[utt] = normalize(raw[utt])
+        texts[utt] = normalize(raw[utt], spellings)
         if i % 25 == 0 or i == len(wav_scp):
-            print(
-                f"peers: {data.name}: {i}/{len(wav_scp)} utterances",
-                file=sys.stderr,
-                flush=True,
-            )
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    write_table(tmp / "text", sorted(texts.items()))
-    write_table(tmp / "text.raw", sorted(raw.items()))
-    (tmp / "audio_seconds").write_text(f"{audio_seconds:.3f}\n")
-    (tmp / "decode_time").write_text(
-        f"compute_seconds {compute_seconds:.3f}\nthreads {threads}\n"
-        f"rtf {compute_seconds / audio_seconds:.4f}\n"
-    )
-    score(data / "text", tmp / "text", tmp, utt2spk_path=data / "utt2spk")
-    replace_dir(tmp, out)
+            log(f"{data.name}: {i}/{len(wav_scp)} utterances")
+    with building(out) as tmp:
+        write_table(tmp / "text", texts.items())
+        write_table(tmp / "text.raw", raw.items())
+        (tmp / "audio_seconds").write_text(f"{audio_seconds:.3f}\n")
+        (tmp / "decode_time").write_text(
+            f"compute_seconds {compute_seconds:.3f}\nthreads {threads}\n"
+            f"rtf {compute_seconds / audio_seconds:.4f}\n"
+        )
+        score(data / "text", tmp / "text", tmp, utt2spk_path=data / "utt2spk")
     return dict(
         audio_seconds=audio_seconds,
         compute_seconds=compute_seconds,
@@ -224,14 +209,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 args.threads, args.whisper_compute_type, args.whisper_beam_size
             )
     except ImportError as e:
-        print(
-            f"peers: ERROR: {e}; install the peers with "
-            "pip install -e '.[peers]' (repository root)",
-            file=sys.stderr,
+        log(
+            f"ERROR: {e}; install the peers with "
+            "pip install -e '.[peers]' (repository root)"
         )
         return 1
     except DataDirError as e:
-        print(f"peers: ERROR: {e}", file=sys.stderr)
+        log(f"ERROR: {e}")
         return 1
     transcribe = system.pop("transcribe")
     summary = dict(system, sets={})
@@ -241,12 +225,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 data, args.outdir / "decode" / data.name, transcribe, system["threads"]
             )
     except (DataDirError, RuntimeError, OSError) as e:
-        print(f"peers: ERROR: {e}", file=sys.stderr)
+        log(f"ERROR: {e}")
         return 1
     tmp = args.outdir / "system.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     tmp.rename(args.outdir / "system.json")
-    print(f"peers: {summary['name']}: {args.outdir}", file=sys.stderr)
+    log(f"{summary['name']}: {args.outdir}")
     return 0
 
 

@@ -35,10 +35,15 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from prep_common import StageError, Utterance, log, normalize_text, write_data_dir  # noqa: E402
-from validate_data_dir import check_audio_file  # noqa: E402
+from datadir import (
+    DataDirError,
+    Utterance,
+    check_audio_file,
+    exit_status,
+    log,
+    write_data_dir,
+)
+from textnorm import normalize_text
 
 __all__ = ["read_sphinx", "read_asterisk", "prepare", "main"]
 
@@ -55,7 +60,7 @@ def _read_lines(path: Path) -> list[str]:
         with opener(path, "rt", encoding="utf-8") as f:
             return f.read().splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise StageError(f"cannot read {path}: {e}") from e
+        raise DataDirError(f"cannot read {path}: {e}") from e
 
 
 def read_sphinx(transcripts: Path, audio_dir: Path, speaker: str) -> list[Utterance]:
@@ -81,7 +86,7 @@ def read_sphinx(transcripts: Path, audio_dir: Path, speaker: str) -> list[Uttera
                 Utterance(f"{speaker}-{file_id}", speaker, os.path.abspath(audio), text)
             )
     if errors:
-        raise StageError("bad transcripts:\n" + "\n".join(errors))
+        raise DataDirError("bad transcripts:\n" + "\n".join(errors))
     return utts
 
 
@@ -93,7 +98,7 @@ def read_asterisk(transcripts: Path, audio_dir: Path, speaker: str) -> list[Utte
             continue
         name, sep, written = line.partition(":")
         if not sep or not name.strip() or " " in name.strip():
-            raise StageError(
+            raise DataDirError(
                 f"{transcripts}:{number}: expected 'name: text', got {line!r}"
             )
         name, written = name.strip(), written.strip()
@@ -121,7 +126,7 @@ def prepare(
     """Write `dst`; False when it was already up to date."""
     transcripts, audio_dir, dst = Path(transcripts), Path(audio_dir), Path(dst)
     if not transcripts.is_file():
-        raise StageError(f"{transcripts}: transcript file missing")
+        raise DataDirError(f"{transcripts}: transcript file missing")
     st = transcripts.stat()
     marker = (
         json.dumps(
@@ -145,13 +150,10 @@ def prepare(
     reader = {"sphinx": read_sphinx, "asterisk": read_asterisk}[fmt]
     utts = reader(transcripts, audio_dir, speaker)
     if not utts:
-        raise StageError(f"{transcripts}: no usable utterance")
+        raise DataDirError(f"{transcripts}: no usable utterance")
     problems = [p for u in utts if (p := check_audio_file(u.audio))]
     if problems:
-        raise StageError(
-            f"{len(problems)} bad audio file(s); {dst} not written:\n"
-            + "\n".join(problems)
-        )
+        raise DataDirError.listing(f"bad audio files; {dst} not written", problems)
     write_data_dir(dst, utts, marker=marker)
     log(f"wrote {dst}: {len(utts)} utterances")
     return True
@@ -178,12 +180,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--dst", type=Path, required=True, help="data directory to write"
     )
     args = parser.parse_args(argv)
-    try:
-        prepare(args.format, args.transcripts, args.audio_dir, args.speaker, args.dst)
-    except StageError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(
+        lambda: prepare(
+            args.format, args.transcripts, args.audio_dir, args.speaker, args.dst
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ partial one. Exit status 1 for bad input.
 import argparse
 import contextlib
 import multiprocessing
+import multiprocessing.pool
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -43,31 +42,22 @@ from audio_io import (
 )
 from datadir import (
     DataDirError,
+    Progress,
+    building,
+    exit_status,
     read_data_dir,
-    replace_dir,
     spk2utt_lines,
     write_table,
 )
 
 #: Output files are spread over sub-directories of this many utterances each.
 UTTS_PER_PART = 10000
-#: Bad files listed in one error message; the rest are counted.
-MAX_REPORTED = 50
 _FORMATS = {"flac": "FLAC", "wav": "WAV"}
 
 
-class BadAudio(Exception):
-    """Some utterances' audio is bad; the message lists each one's line and reason."""
-
-    def __init__(self, in_dir: Path, problems: List[str]) -> None:
-        shown = problems[:MAX_REPORTED]
-        if len(problems) > MAX_REPORTED:
-            shown.append(f"... and {len(problems) - MAX_REPORTED} more")
-        super().__init__(
-            f"{len(problems)} utterance(s) of {in_dir} with bad audio; nothing "
-            "written:\n  " + "\n  ".join(shown)
-        )
-        self.problems = problems
+def _bad_audio(in_dir: Path, problems: List[str]) -> DataDirError:
+    """The error for utterances with bad audio: each one's line and reason."""
+    return DataDirError.listing(f"{in_dir}: bad audio, nothing written", problems)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -150,41 +140,21 @@ def _relative_audio_path(index: int, utt: str, audio_format: str) -> str:
     return f"data/part{index // UTTS_PER_PART + 1}/{utt}.{audio_format}"
 
 
-class _Progress:
-    """One stderr line about every 10 % or 10 s, so a long dump shows it is alive."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-        self.start = self.last = time.monotonic()
-        self.step = max(1, total // 10)
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if done == self.total or done % self.step == 0 or now - self.last > 10:
-            self.last = now
-            print(
-                f"dump_audio: {self.label}: {done}/{self.total} utterances "
-                f"({100 * done // self.total}%, {now - self.start:.0f}s)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
 def dump(args: argparse.Namespace) -> None:
     data = read_data_dir(args.in_dir)
     utts = data.utts
     _check_files(args, data, utts)
-    out_dir: Path = args.out_dir
-    tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
-    try:
-        _dump_into(args, data, utts, out_dir, tmp_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    replace_dir(tmp_dir, out_dir)
+    with building(args.out_dir) as tmp_dir:
+        _dump_into(args, data, utts, args.out_dir, tmp_dir)
+
+
+def _pool(nj: int) -> multiprocessing.pool.Pool:
+    """``nj`` worker processes, one thread each."""
+    # Forking is fast, but forking a process in which torch already runs
+    # threads (a caller imported it) can deadlock; then start the workers
+    # from a clean server process instead.
+    method = "forkserver" if "torch" in sys.modules else "fork"
+    return multiprocessing.get_context(method).Pool(nj, initializer=_init_worker)
 
 
 def _map(args: argparse.Namespace, function, items: list):
@@ -192,18 +162,13 @@ def _map(args: argparse.Namespace, function, items: list):
     nj = max(1, min(args.nj, len(items)))
     if nj == 1:
         return list(map(function, items))
-    # Forking is fast, but forking a process in which torch already runs
-    # threads (a caller imported it) can deadlock; then start the workers
-    # from a clean server process instead.
-    method = "forkserver" if "torch" in sys.modules else "fork"
-    context = multiprocessing.get_context(method)
-    with context.Pool(nj, initializer=_init_worker) as pool:
+    with _pool(nj) as pool:
         return pool.map(function, items, chunksize=8)
 
 
 def _check_files(args: argparse.Namespace, data, utts: List[str]) -> None:
     """Decode every file entry (not commands: they run once, while writing)
-    and raise :class:`BadAudio` naming each bad one, before anything is written."""
+    and raise an error naming each bad one, before anything is written."""
     files = [utt for utt in utts if not is_command(data.audio[utt])]
     problems = _map(args, _Check(args.min_input_fs), [data.audio[u] for u in files])
     bad = [
@@ -212,7 +177,7 @@ def _check_files(args: argparse.Namespace, data, utts: List[str]) -> None:
         if problem is not None
     ]
     if bad:
-        raise BadAudio(args.in_dir, bad)
+        raise _bad_audio(args.in_dir, bad)
 
 
 def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> None:
@@ -220,7 +185,9 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
     if args.feats_type == "fbank":
         (tmp_dir / "data").mkdir()
     items = [(i, utt, data.audio[utt]) for i, utt in enumerate(utts)]
-    progress = _Progress(f"{args.in_dir} -> {out_dir}", len(items))
+    progress = Progress(
+        len(items), f"{args.in_dir} -> {out_dir}", unit="utts", every_seconds=10
+    )
     num_samples = {}
     scp_rows = []
     shape_rows = []
@@ -229,19 +196,14 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
     nj = max(1, min(args.nj, len(items)))
     with contextlib.ExitStack() as stack:
         if nj > 1:
-            # Forking is fast, but forking a process in which torch already
-            # runs threads (a caller imported it) can deadlock; then start
-            # the workers from a clean server process instead.
-            method = "forkserver" if "torch" in sys.modules else "fork"
-            context = multiprocessing.get_context(method)
-            pool = stack.enter_context(context.Pool(nj, initializer=_init_worker))
+            pool = stack.enter_context(_pool(nj))
             results = pool.imap(job, items, chunksize=8)
         else:
             results = map(job, items)
         bad = []
         try:
-            for done, (index, utt, length, payload) in enumerate(results, 1):
-                progress.update(done)
+            for index, utt, length, payload in results:
+                progress.update()
                 if length is None:
                     where = data.audio.where(utt)
                     bad.append(f"{where}: {data.audio[utt]}: {payload}")
@@ -272,7 +234,7 @@ def _dump_into(args, data, utts: List[str], out_dir: Path, tmp_dir: Path) -> Non
             if ark is not None:
                 ark.close()
     if bad:
-        raise BadAudio(args.in_dir, bad)
+        raise _bad_audio(args.in_dir, bad)
 
     if args.feats_type == "fbank":
         write_table(tmp_dir / "feats.scp", scp_rows)
@@ -302,16 +264,11 @@ def _write_ark(ark, utt: str, feats: np.ndarray, out_dir: Path, part: int) -> st
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
     if args.nj < 1:
-        print(f"dump_audio: --nj ({args.nj}) must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        dump(args)
-    except (DataDirError, AudioError, BadAudio) as e:
-        print(f"dump_audio: ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+        parser.error(f"--nj ({args.nj}) must be at least 1")
+    return exit_status(lambda: dump(args))
 
 
 if __name__ == "__main__":

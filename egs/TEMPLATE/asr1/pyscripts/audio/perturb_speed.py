@@ -19,8 +19,10 @@ from typing import List, Optional
 
 from datadir import (
     DataDirError,
+    building,
+    exit_status,
+    log,
     read_data_dir,
-    replace_dir,
     spk2utt_lines,
     write_table,
 )
@@ -61,16 +63,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         factors = parse_factors(args.factors)
-        data = read_data_dir(args.in_dir)
-    except (ValueError, DataDirError) as e:
-        print(f"perturb_speed: ERROR: {e}", file=sys.stderr)
+    except ValueError as e:
+        log(f"ERROR: {e}")
         return 1
-    if shutil.which("sox") is None:
-        print(
-            "perturb_speed: ERROR: sox is not installed (Debian: sox)", file=sys.stderr
-        )
-        return 1
+    return exit_status(lambda: perturb(args.in_dir, args.out_dir, factors))
 
+
+def perturb(in_dir: Path, out_dir: Path, factors: List[str]) -> None:
+    """Write ``out_dir``: ``in_dir``'s utterances at each of ``factors``."""
+    data = read_data_dir(in_dir)
+    if shutil.which("sox") is None:
+        raise DataDirError("sox is not installed (Debian: sox)")
     wav, text, utt2spk = [], [], {}
     for factor in factors:
         prefix = "" if float(factor) == 1.0 else f"sp{factor}-"
@@ -81,21 +84,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             text.append((new, data.text[utt]))
             utt2spk[new] = prefix + data.utt2spk[utt]
 
-    tmp = args.out_dir.with_name(args.out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write_table(tmp / "wav.scp", wav)
-    write_table(tmp / "text", text)
-    write_table(tmp / "utt2spk", utt2spk.items())
-    write_table(tmp / "spk2utt", spk2utt_lines(utt2spk))
-    replace_dir(tmp, args.out_dir)
-    print(
-        f"perturb_speed: {len(data.utts)} utterances x {len(factors)} factors -> "
-        f"{args.out_dir}",
-        file=sys.stderr,
-    )
-    return 0
+    with building(out_dir) as tmp:
+        write_table(tmp / "wav.scp", wav)
+        write_table(tmp / "text", text)
+        write_table(tmp / "utt2spk", utt2spk.items())
+        write_table(tmp / "spk2utt", spk2utt_lines(utt2spk))
+    log(f"{len(data.utts)} utterances x {len(factors)} factors -> {out_dir}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile
+from datadir import DataDirError
 
 __all__ = [
     "AudioError",
@@ -61,11 +62,12 @@ _BLOCK_ALIGN = re.compile(r"Block Align\s*: (\d+)")
 _STREAMED_SIZE = 0x7FF00000
 
 
-class AudioError(Exception):
+class AudioError(DataDirError):
     """``source`` (a path or a ``wav.scp`` command) cannot be used as audio.
 
     ``reason`` says why in a few words ("empty file", "NaN/inf samples ...");
-    the message is ``"<source>: <reason>"``.
+    the message is ``"<source>: <reason>"``. A :class:`datadir.DataDirError`,
+    so that a stage reports it as any other bad input.
     """
 
     def __init__(self, source: str, reason: str) -> None:

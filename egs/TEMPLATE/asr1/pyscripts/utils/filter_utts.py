@@ -17,9 +17,11 @@ from typing import List, Optional
 
 from datadir import (
     DataDirError,
+    building,
+    exit_status,
+    log,
     read_data_dir,
     read_table,
-    replace_dir,
     spk2utt_lines,
     write_table,
 )
@@ -38,31 +40,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
     if args.min_duration > args.max_duration:
-        print(
-            f"filter_utts: ERROR: --min_duration ({args.min_duration}) is above "
-            f"--max_duration ({args.max_duration})",
-            file=sys.stderr,
+        parser.error(
+            f"--min_duration ({args.min_duration}) is above "
+            f"--max_duration ({args.max_duration})"
         )
-        return 2
-    try:
-        kept, counts = filter_dir(
+    return exit_status(
+        lambda: filter_dir(
             args.in_dir, args.out_dir, args.min_duration, args.max_duration
         )
-    except DataDirError as e:
-        print(f"filter_utts: ERROR: {e}", file=sys.stderr)
-        return 1
-    total = kept + sum(counts.values())
-    print(
-        f"filter_utts: {args.in_dir} -> {args.out_dir}: kept {kept} of {total} "
-        f"utterances (removed {counts['short']} shorter than {args.min_duration}s, "
-        f"{counts['long']} longer than {args.max_duration}s, {counts['empty']} "
-        "with empty text)",
-        file=sys.stderr,
     )
-    return 0
 
 
 def filter_dir(in_dir: Path, out_dir: Path, min_duration: float, max_duration: float):
+    """Write ``out_dir``: ``in_dir``'s utterances of ``min_duration`` to
+    ``max_duration`` seconds with a transcript; return how many were kept and
+    how many removed for each reason."""
     feats_type = (
         (in_dir / "feats_type").read_text().strip()
         if (in_dir / "feats_type").exists()
@@ -106,19 +98,21 @@ def filter_dir(in_dir: Path, out_dir: Path, min_duration: float, max_duration: f
         )
     kept = set(keep)
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name in _TABLES:
-        if (in_dir / name).exists():
-            table = read_table(in_dir / name, allow_empty_value=(name == "text"))
-            write_table(tmp / name, [(k, v) for k, v in table.items() if k in kept])
-    write_table(tmp / "spk2utt", spk2utt_lines({u: data.utt2spk[u] for u in keep}))
-    for name in _MARKERS:
-        if (in_dir / name).exists():
-            shutil.copyfile(in_dir / name, tmp / name)
-    replace_dir(tmp, out_dir)
+    with building(out_dir) as tmp:
+        for name in _TABLES:
+            if (in_dir / name).exists():
+                table = read_table(in_dir / name, allow_empty_value=(name == "text"))
+                write_table(tmp / name, [(k, v) for k, v in table.items() if k in kept])
+        write_table(tmp / "spk2utt", spk2utt_lines({u: data.utt2spk[u] for u in keep}))
+        for name in _MARKERS:
+            if (in_dir / name).exists():
+                shutil.copyfile(in_dir / name, tmp / name)
+    log(
+        f"{in_dir} -> {out_dir}: kept {len(keep)} of {len(data.utts)} utterances "
+        f"(removed {counts['short']} shorter than {min_duration}s, "
+        f"{counts['long']} longer than {max_duration}s, {counts['empty']} "
+        "with empty text)"
+    )
     return len(keep), counts
 
 

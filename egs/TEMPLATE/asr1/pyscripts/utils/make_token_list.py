@@ -16,12 +16,11 @@ text (ties in byte order; pieces of the model that never occur come last),
 import argparse
 import collections
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterable, List, Optional
 
-from datadir import DataDirError, read_table, replace_dir
+from datadir import DataDirError, building, exit_status, log, read_table
 
 BLANK, UNK, SOS_EOS, SPACE = "<blank>", "<unk>", "<sos/eos>", "<space>"
 
@@ -99,33 +98,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("text", type=Path, help="Kaldi text file (utt-id transcript)")
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
+    return exit_status(lambda: make_token_list(args))
 
-    tmp = args.out_dir.with_name(args.out_dir.name + ".tmp")
-    try:
-        table = read_table(args.text, allow_empty_value=True)
-        lines = [" ".join(v.split()) for v in table.values() if v.strip()]
-        if not lines:
-            raise DataDirError(f"{args.text}: no transcripts")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+
+def make_token_list(args: argparse.Namespace) -> None:
+    """``main``'s work: ``args.out_dir`` from ``args.text``."""
+    table = read_table(args.text, allow_empty_value=True)
+    lines = [" ".join(v.split()) for v in table.values() if v.strip()]
+    if not lines:
+        raise DataDirError(f"{args.text}: no transcripts")
+    with building(args.out_dir) as tmp:
         if args.token_type == "bpe":
             tokens = train_sentencepiece(
                 lines, tmp, args.nbpe, args.bpemode, args.input_sentence_size
             )
         else:
             tokens = char_tokens(lines)
-    except DataDirError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        print(f"make_token_list: ERROR: {e}", file=sys.stderr)
-        return 1
-    (tmp / "tokens.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
-    replace_dir(tmp, args.out_dir)
-    print(
-        f"make_token_list: {len(tokens)} tokens -> {args.out_dir}/tokens.txt",
-        file=sys.stderr,
-    )
-    return 0
+        (tmp / "tokens.txt").write_text(
+            "".join(t + "\n" for t in tokens), encoding="utf-8"
+        )
+    log(f"{len(tokens)} tokens -> {args.out_dir}/tokens.txt")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from datadir import DataDirError, read_table, replace_dir
+from datadir import DataDirError, building, log, read_table
 
 __all__ = ["SCORE_COLUMNS", "find_sclite", "parse_result", "score", "tokenizers"]
 
@@ -75,61 +75,50 @@ def score(
     for utt in ref:
         if utt not in hyp:
             raise DataDirError(
-                f"{ref.where(utt)}: utterance '{utt}' has no hypothesis in {hyp_path}"
+                f"{ref.where(utt)}: utterance {utt!r} has no hypothesis in {hyp_path}"
             )
         if utt2spk is not None and utt not in utt2spk:
             raise DataDirError(
-                f"{ref.where(utt)}: utterance '{utt}' is not in {utt2spk_path}"
+                f"{ref.where(utt)}: utterance {utt!r} is not in {utt2spk_path}"
             )
     for utt in hyp:
         if utt not in ref:
             raise DataDirError(
-                f"{hyp.where(utt)}: utterance '{utt}' is not in {ref_path}"
+                f"{hyp.where(utt)}: utterance {utt!r} is not in {ref_path}"
             )
     sclite = sclite or find_sclite()
     summaries = {}
     for metric, tokenize in tokenizers(bpemodel).items():
-        final = out_dir / f"score_{metric}"
-        tmp = out_dir / f"score_{metric}.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        with (
-            (tmp / "ref.trn").open("w", encoding="utf-8") as r,
-            (tmp / "hyp.trn").open("w", encoding="utf-8") as h,
-        ):
-            for utt in sorted(ref):
-                spk = utt2spk[utt] if utt2spk is not None else None
-                r.write(_trn_line(tokenize(ref[utt]), utt, spk))
-                h.write(_trn_line(tokenize(hyp[utt]), utt, spk))
-        proc = subprocess.run(
-            [
-                sclite,
-                "-r",
-                "ref.trn",
-                "trn",
-                "-h",
-                "hyp.trn",
-                "trn",
-                "-i",
-                "rm",
-                "-o",
-                "all",
-                "stdout",
-            ],
-            cwd=tmp,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-        (tmp / "result.txt").write_bytes(proc.stdout)
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"sclite failed (exit {proc.returncode}); see {tmp / 'result.txt'}"
-            )
-        summaries[metric] = parse_result(tmp / "result.txt")
-        replace_dir(tmp, final)
+        with building(out_dir / f"score_{metric}") as tmp:
+            with (
+                (tmp / "ref.trn").open("w", encoding="utf-8") as r,
+                (tmp / "hyp.trn").open("w", encoding="utf-8") as h,
+            ):
+                for utt in sorted(ref):
+                    spk = utt2spk[utt] if utt2spk is not None else None
+                    r.write(_trn_line(tokenize(ref[utt]), utt, spk))
+                    h.write(_trn_line(tokenize(hyp[utt]), utt, spk))
+            summaries[metric] = _run_sclite(sclite, tmp)
     return summaries
+
+
+def _run_sclite(sclite: str, directory: Path) -> Dict[str, float]:
+    """sclite on ``directory``'s ref.trn and hyp.trn; its report goes to
+    ``result.txt`` there; return the summary."""
+    command = [sclite, "-r", "ref.trn", "trn", "-h", "hyp.trn", "trn"]
+    proc = subprocess.run(
+        [*command, "-i", "rm", "-o", "all", "stdout"],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    (directory / "result.txt").write_bytes(proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"sclite failed (exit {proc.returncode}); see {directory / 'result.txt'}"
+        )
+    return parse_result(directory / "result.txt")
 
 
 _NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?)"
@@ -174,14 +163,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         summaries = score(args.ref, args.hyp, args.out_dir, args.bpemodel, args.utt2spk)
     except (DataDirError, FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"score_sclite: ERROR: {e}", file=sys.stderr)
+        log(f"ERROR: {e}")
         return 1
     for metric, s in summaries.items():
-        print(
-            f"score_sclite: {args.out_dir} {metric.upper()} {s['Err']:.1f} "
+        log(
+            f"{args.out_dir} {metric.upper()} {s['Err']:.1f} "
             f"(Snt {s['Snt']:.0f}, Wrd {s['Wrd']:.0f}, Sub {s['n_Sub']}, "
-            f"Del {s['n_Del']}, Ins {s['n_Ins']})",
-            file=sys.stderr,
+            f"Del {s['n_Del']}, Ins {s['n_Ins']})"
         )
     return 0
 
