@@ -91,7 +91,7 @@ demo: system-deps .venv/.installed
 lint: .venv/.installed
 	.venv/bin/ruff check espnet_shared_conformer tests benchmarks egs
 	.venv/bin/ruff format --check espnet_shared_conformer tests benchmarks egs
-	shellcheck egs/TEMPLATE/asr1/*.sh egs/TEMPLATE/asr1/scripts/utils/*.sh \
+	shellcheck egs/TEMPLATE/asr1/*.sh egs/TEMPLATE/asr1/scripts/*/*.sh \
 		egs/librispeech/asr1/run.sh egs/librispeech/asr1/local/*.sh .ci/run
 
 clean-venv:

@@ -219,3 +219,20 @@ def test_killing_run_job_stops_its_commands(tmp_path):
             survivors.append(pid)
             os.kill(pid, signal.SIGKILL)
     assert not survivors
+
+
+def test_log_and_die_name_their_caller(tmp_path):
+    """scripts/utils/log.sh, sourced by every script: the line names the
+    script, line and function that called log or die; die exits 1."""
+    script = tmp_path / "stage.sh"
+    script.write_text(
+        f". {RECIPE_DIR / 'scripts' / 'utils' / 'log.sh'}\n"
+        'work() {\n    log "reading data"\n    die "no data"\n}\nwork\n'
+    )
+    result = run(["bash", script])
+    assert result.returncode == 1
+    first, second = result.stderr.splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \(stage\.sh:3:work\) reading data", first
+    )
+    assert second.endswith(" (stage.sh:4:work) ERROR: no data")

@@ -67,9 +67,12 @@ def test_help_and_option_errors(tmp_path: Path) -> None:
     ):
         assert option in shown.stdout
     for args, message in (
-        (["--no_such_option", "1"], "unknown option '--no_such_option'"),
-        (["--corpus", "timit"], "--corpus must be mini or librispeech, got 'timit'"),
-        (["--download", "maybe"], "--download must be true or false"),
+        (["--no_such_option", "1"], "unknown option --no_such_option"),
+        (
+            ["--corpus", "timit"],
+            "--corpus must be one of: mini librispeech; got 'timit'",
+        ),
+        (["--download", "maybe"], "--download must be one of: true false"),
         (["--nj", "0"], "--nj must be a positive integer"),
         (["--seed"], "option --seed needs a value"),
     ):

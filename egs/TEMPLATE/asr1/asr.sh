@@ -20,15 +20,6 @@
 # resumes"). A stopped run (Ctrl-C, kill, a hang-up) stops its jobs too.
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-
 # >>> options (name=default  # help); --help lists these lines
 stage=1                    # first stage to run
 stop_stage=10000           # last stage to run
@@ -90,6 +81,8 @@ usage() {
 }
 
 cd "$(dirname "$0")"
+# shellcheck source=scripts/utils/log.sh
+. scripts/utils/log.sh
 # shellcheck source=scripts/utils/options.sh
 . scripts/utils/options.sh
 parse_options "$0" "$@"
@@ -97,6 +90,14 @@ parse_options "$0" "$@"
 . ./path.sh
 # shellcheck source=cmd.sh
 . ./cmd.sh
+# shellcheck source=scripts/utils/stage_utils.sh
+. scripts/utils/stage_utils.sh
+# shellcheck source=scripts/utils/job_utils.sh
+. scripts/utils/job_utils.sh
+# shellcheck source=scripts/asr/collect_stats.sh
+. scripts/asr/collect_stats.sh
+# shellcheck source=scripts/asr/train_inputs.sh
+. scripts/asr/train_inputs.sh
 
 check_int stage stop_stage nj inference_nj ngpu num_nodes fs n_mels nbpe rtf_utts word_lm_order
 check_choice feats_type raw fbank
@@ -203,121 +204,9 @@ else
 fi
 text_fold_length=150
 
-# ---------------------------------------------------------------- helpers
-
-# fingerprint WORD... [-- FILE...]: a checksum of the words and the files'
-# contents; it names what a stage's output was made from.
-fingerprint() {
-    local words=()
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-        words+=("$1")
-        shift
-    done
-    [ $# -gt 0 ] && shift
-    {
-        printf '%s\n' "${words[@]}"
-        local f
-        for f in "$@"; do
-            printf '== %s\n' "${f##*/}"
-            if [ -f "${f}" ]; then cat "${f}"; else echo "(missing)"; fi
-        done
-    } | md5sum | cut -d' ' -f1
-}
-
-# is_done DIR FINGERPRINT: DIR was completed from the same inputs.
-is_done() {
-    [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]
-}
-
-# mark_done DIR FINGERPRINT: record that DIR is complete.
-mark_done() {
-    printf '%s\n' "$2" >"$1/.done.tmp"
-    mv "$1/.done.tmp" "$1/.done"
-}
-
-# replace_dir TMP FINAL: move a finished TMP directory to FINAL.
-replace_dir() {
-    rm -rf "$2.old"
-    [ -e "$2" ] && mv "$2" "$2.old"
-    mv "$1" "$2"
-    rm -rf "$2.old"
-}
-
-# split_keys SCP NJ OUTPATTERN: split SCP's keys into NJ contiguous lists,
-# OUTPATTERN with JOB replaced by 1..NJ.
-split_keys() {
-    local total
-    total=$(wc -l <"$1")
-    awk -v n="$2" -v total="${total}" -v pattern="$3" '{
-        i = int((NR - 1) * n / total) + 1
-        out = pattern; sub("JOB", i, out)
-        print $1 > out
-    }' "$1"
-}
-
-# num_lines FILE
-num_lines() {
-    wc -l <"$1" | tr -d ' '
-}
-
-# min A B
-min() {
-    if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi
-}
-
-# stage_done N START: log how long stage N took.
-stage_done() {
-    log "Stage $1 finished [$((SECONDS - $2))s]"
-}
-
-# wait_with_log PID LOG: wait for PID (ESPnet's launcher), streaming the
-# log lines of LOG meanwhile; return PID's exit status. The launcher first
-# moves an old LOG aside; following by name from its current end shows only
-# the new log, from its first line. The streaming runs in the background so
-# that the shell sits in `wait`, where Ctrl-C reaches its trap at once.
-wait_with_log() {
-    local pid=$1 log=$2 progress status=0
-    tail -n 0 -F --pid="${pid}" "${log}" 2>/dev/null |
-        grep --line-buffered -E '(INFO|WARNING|ERROR|CRITICAL):|Traceback|Error' >&2 &
-    progress=$!
-    wait "${pid}" || status=$?
-    wait "${progress}" || true
-    return "${status}"
-}
-
-# wait_with_count PID LOGGLOB TOTAL LABEL: wait for PID, logging every 15 s
-# how many of TOTAL utterances its decoding logs report finished.
-wait_with_count() {
-    local pid=$1 pattern=$2 total=$3 label=$4 ticks=0 count
-    while kill -0 "${pid}" 2>/dev/null; do
-        sleep 1
-        ticks=$((ticks + 1))
-        if [ $((ticks % 15)) -eq 0 ]; then
-            # shellcheck disable=SC2086  # the pattern is a glob
-            count=$(cat ${pattern} 2>/dev/null | grep -c "best hypo" || true)
-            log "${label}: ${count}/${total} utterances decoded"
-        fi
-    done
-    wait "${pid}"
-}
-
-# shellcheck source=scripts/utils/kill_tree.sh
-. scripts/utils/kill_tree.sh
-
 # Training and decoding run in the background while this shell waits; when
-# the run is stopped (Ctrl-C, kill, or SIGHUP from a terminal that hangs up,
-# as a dropped SSH session does), stop them too rather than leave them
-# running on their own.
-on_signal() {
-    trap - INT TERM HUP
-    log "Interrupted (SIG$1): stopping running jobs"
-    # shellcheck disable=SC2046  # one PID per word
-    kill_tree $(jobs -p)
-    exit $((128 + $(kill -l "$1")))
-}
-trap 'on_signal INT' INT
-trap 'on_signal TERM' TERM
-trap 'on_signal HUP' HUP
+# the run is stopped, stop them too rather than leave them running on their own.
+stop_jobs_on_signals
 
 # launch_opts: the options of ESPnet's launcher (python -m espnet2.bin.launch)
 # for LM and ASR training; dist_opts: the training command's own DDP options.
@@ -332,6 +221,21 @@ if [ -n "${master_port}" ]; then
     [ -z "${master_addr}" ] || launch_opts+=(--master_addr "${master_addr}")
     [ "${num_nodes}" -gt 1 ] || dist_opts+=(--dist_master_port "${master_port}")
 fi
+
+# launch_training EXP JOBNAME WHAT MODEL COMMAND...: run COMMAND, a training
+# entry point, through ESPnet's launcher (cuda_cmd, launch_opts) with its log
+# in EXP/train.log, shown as it grows; die naming WHAT unless it succeeds and
+# writes EXP/MODEL.
+launch_training() {
+    local exp=$1 name=$2 what=$3 model=$4
+    shift 4
+    # shellcheck disable=SC2086  # python may carry options
+    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${name}" \
+        --log "${exp}/train.log" "${launch_opts[@]}" \
+        --init_file_prefix "${exp}/.dist_init_" --multiprocessing_distributed true -- "$@" &
+    wait_with_log $! "${exp}/train.log" || die "${what} failed; see ${exp}/train.log"
+    [ -e "${exp}/${model}" ] || die "${what} wrote no ${exp}/${model}"
+}
 
 # token_opts: the tokenizer options every ESPnet binary here needs.
 token_opts=(
@@ -453,43 +357,6 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
 fi
 
 # ---------------------------------------------------------------- stages 6-8
-# collect_stats TASK CONFIG STATS_DIR TRAIN_DATA VALID_DATA TRAIN_KEYS VALID_KEYS EXTRA...
-# Run ESPnet's collect-stats mode in parallel and aggregate into STATS_DIR.
-# *_DATA are comma-joined "path,name,type" triples separated by spaces.
-collect_stats() {
-    local module=$1 config=$2 out=$3 train_data=$4 valid_data=$5 train_keys=$6 valid_keys=$7
-    shift 7
-    local tmp=${out}.tmp logdir n job triple
-    local data_opts=()
-    for triple in ${train_data}; do data_opts+=(--train_data_path_and_name_and_type "${triple}"); done
-    for triple in ${valid_data}; do data_opts+=(--valid_data_path_and_name_and_type "${triple}"); done
-    rm -rf "${tmp}"
-    logdir=${tmp}/logdir
-    mkdir -p "${logdir}"
-    n=$(min "${nj}" "$(min "$(num_lines "${train_keys}")" "$(num_lines "${valid_keys}")")")
-    split_keys "${train_keys}" "${n}" "${logdir}/train.JOB.scp"
-    split_keys "${valid_keys}" "${n}" "${logdir}/valid.JOB.scp"
-    log "collect stats: ${n} jobs, logs in ${out}/logdir/stats.*.log"
-    OMP_NUM_THREADS=1 ${train_cmd} JOB=1:"${n}" "${logdir}/stats.JOB.log" \
-        ${python} -m "${module}" --collect_stats true --use_preprocessor true \
-        "${token_opts[@]}" "${data_opts[@]}" \
-        --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
-        --output_dir "${logdir}/stats.JOB" --config "${config}" "$@" ||
-        die "collect stats failed; see ${logdir}/stats.*.log"
-    local inputs=()
-    for job in $(seq "${n}"); do inputs+=(--input_dir "${logdir}/stats.${job}"); done
-    ${python} -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${tmp}" \
-        >"${logdir}/aggregate.log" 2>&1 || die "aggregating statistics failed; see ${logdir}/aggregate.log"
-    # ESPnet's text shape files carry the vocabulary size after a comma.
-    local vocab part
-    vocab=$(num_lines "${token_list}")
-    for part in train valid; do
-        awk -v n="${vocab}" '{ print $0 "," n }' "${tmp}/${part}/text_shape" \
-            >"${tmp}/${part}/text_shape.${token_type}"
-    done
-    replace_dir "${tmp}" "${out}"
-}
-
 if [ "${use_lm}" = true ]; then
     if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         log "Stage 6: LM collect stats: ${data_feats}/lm_train.txt, ${lm_dev_text} -> ${lm_stats_dir}"
@@ -517,19 +384,15 @@ if [ "${use_lm}" = true ]; then
             log "Stage 7: ${lm_exp} is up to date"
         else
             mkdir -p "${lm_exp}"
-            # shellcheck disable=SC2086
-            ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name lm_train" \
-                --log "${lm_exp}/train.log" "${launch_opts[@]}" \
-                --init_file_prefix "${lm_exp}/.dist_init_" --multiprocessing_distributed true -- \
+            # shellcheck disable=SC2086  # lm_args is a list of options
+            launch_training "${lm_exp}" lm_train "LM training" "${inference_lm}" \
                 ${python} -m espnet2.bin.lm_train --use_preprocessor true "${token_opts[@]}" \
                 --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
                 --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
                 --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
                 --valid_shape_file "${lm_stats_dir}/valid/text_shape.${token_type}" \
                 --fold_length "${text_fold_length}" --resume true "${dist_opts[@]}" \
-                --output_dir "${lm_exp}" --config "${lm_config}" ${lm_args} &
-            wait_with_log $! "${lm_exp}/train.log" || die "LM training failed; see ${lm_exp}/train.log"
-            [ -e "${lm_exp}/${inference_lm}" ] || die "LM training wrote no ${lm_exp}/${inference_lm}"
+                --output_dir "${lm_exp}" --config "${lm_config}" ${lm_args}
             mark_done "${lm_exp}" "${fp}"
         fi
         stage_done 7 "${t0}"
@@ -635,55 +498,6 @@ train_options() {
     printf '%s\n' "${frontend_opts[*]}"
 }
 
-# record_train_inputs DIR FP: write the record of what DIR's training starts from.
-record_train_inputs() {
-    local dir=$1/.train_inputs entry
-    rm -rf "${dir}.tmp"
-    mkdir -p "${dir}.tmp"
-    for entry in "${train_input_files[@]}"; do
-        [ -f "${entry#*=}" ] || die "Stage 11: no ${entry#*=}; run the stages before 11"
-        cp "${entry#*=}" "${dir}.tmp/${entry%%=*}"
-    done
-    train_options >"${dir}.tmp/options"
-    printf '%s\n' "$2" >"${dir}.tmp/fingerprint"
-    replace_dir "${dir}.tmp" "${dir}"
-}
-
-# check_train_inputs DIR FP: when DIR holds a (possibly unfinished) training,
-# die if it was trained from other inputs than stage 11 has now, naming them.
-check_train_inputs() {
-    local exp=$1 fp=$2 dir=$1/.train_inputs i entry changes=()
-    [ -e "${exp}/checkpoint.pth" ] || [ -f "${exp}/.done" ] || return 0
-    if [ ! -f "${dir}/fingerprint" ]; then
-        # Trained before the record existed: only its .done fingerprint tells.
-        if [ -f "${exp}/.done" ]; then
-            log "ERROR: Stage 11: the config, statistics or --asr_args changed since ${exp} was trained" \
-                "(its fingerprint differs; it has no record of which input)."
-            die "Stage 11: to start afresh, remove ${exp} (rm -r ${exp}) or set --asr_tag to train into another directory"
-        fi
-        log "WARNING: ${exp} has a checkpoint but no record of its inputs: resuming it unchecked"
-        return 0
-    fi
-    for i in "${!train_input_files[@]}"; do
-        entry=${train_input_files[i]}
-        cmp -s "${dir}/${entry%%=*}" "${entry#*=}" 2>/dev/null || changes+=("${train_input_what[i]}")
-    done
-    if ! train_options | cmp -s "${dir}/options" -; then
-        changes+=("the options: was $(paste -sd' ' "${dir}/options"), now $(train_options | paste -sd' ' -)")
-    fi
-    [ ${#changes[@]} -gt 0 ] || [ "$(cat "${dir}/fingerprint")" = "${fp}" ] ||
-        changes+=("the fingerprint of its inputs")
-    [ ${#changes[@]} -gt 0 ] || return 0
-    log "ERROR: Stage 11: ${exp} was trained from other inputs than stage 11 has now;" \
-        "changed since its training started:"
-    for entry in "${changes[@]}"; do log "  - ${entry}"; done
-    if [[ " ${changes[*]} " == *" the config "* ]]; then
-        log "  config it was trained with: ${dir}/asr_config.yaml; diff -u ${dir}/asr_config.yaml ${asr_config}"
-    fi
-    die "Stage 11: to start afresh, remove ${exp} (rm -r ${exp}) or set --asr_tag to train into another directory;" \
-        "to resume it, restore the inputs it was trained with"
-}
-
 if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
     log "Stage 11: ASR training (${ngpu} GPU x ${num_nodes} node): ${data_feats}/${train_set} -> ${asr_exp}"
     t0=${SECONDS}
@@ -708,9 +522,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         for triple in ${train_data}; do train_opts+=(--train_data_path_and_name_and_type "${triple}"); done
         for triple in ${valid_data}; do train_opts+=(--valid_data_path_and_name_and_type "${triple}"); done
         # shellcheck disable=SC2086  # asr_args is a list of options
-        ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name asr_train" \
-            --log "${asr_exp}/train.log" "${launch_opts[@]}" \
-            --init_file_prefix "${asr_exp}/.dist_init_" --multiprocessing_distributed true -- \
+        launch_training "${asr_exp}" asr_train "ASR training" "${inference_asr_model}" \
             ${python} -m espnet_shared_conformer.bin.asr_train --use_preprocessor true \
             "${token_opts[@]}" "${train_opts[@]}" \
             --train_shape_file "${asr_stats_dir}/train/speech_shape" \
@@ -721,9 +533,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
             --resume true --output_dir "${asr_exp}" --config "${asr_config}" \
             "${frontend_opts[@]}" --normalize global_mvn \
             --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz" \
-            "${dist_opts[@]}" ${asr_args} &
-        wait_with_log $! "${asr_exp}/train.log" || die "ASR training failed; see ${asr_exp}/train.log"
-        [ -e "${asr_exp}/${inference_asr_model}" ] || die "training wrote no ${asr_exp}/${inference_asr_model}"
+            "${dist_opts[@]}" ${asr_args}
         mark_done "${asr_exp}" "${fp}"
     fi
     stage_done 11 "${t0}"

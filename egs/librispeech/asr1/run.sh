@@ -10,11 +10,6 @@
 # (./run.sh --help lists both).
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-
 # >>> options (name=default  # help); --help lists these lines
 corpus=mini                # mini (synthesized, offline, CPU-sized) or librispeech (960 h)
 librispeech_root=downloads # LibriSpeech copy (ROOT/LibriSpeech/<subset>) or download target

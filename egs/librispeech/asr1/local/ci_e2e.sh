@@ -11,11 +11,6 @@
 #   local/ci_e2e.sh [--workdir DIR] [--keep true] [--mini_hours 0.1] [--python PY]
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-
 # >>> options (name=default  # help); --help lists these lines
 workdir=                   # scratch copy of the recipe; empty: a new temporary directory
 keep=false                 # keep the scratch directory afterwards
@@ -26,6 +21,8 @@ python=                    # Python with ESPnet and the package; empty: from pat
 # <<< options
 
 recipe=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/utils/log.sh
+. "${recipe}/scripts/utils/log.sh"
 # shellcheck source=scripts/utils/options.sh
 . "${recipe}/scripts/utils/options.sh"
 parse_options "$0" "$@"

@@ -15,14 +15,9 @@
 # step skips work recorded by its .done marker; every directory is written
 # under a temporary name and moved into place only when complete and valid.
 set -euo pipefail
-
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
 SECONDS=0
 
-# --- options (each can be given as --name value) ---------------------------
+# >>> options (name=default  # help); --help lists these lines
 corpus=mini                         # mini (synthesized, offline) or librispeech
 datadir=data                        # where the Kaldi data directories are written
 librispeech_root=downloads          # LibriSpeech copy (ROOT/LibriSpeech/<subset>) or download target
@@ -38,49 +33,24 @@ asterisk_dir=/usr/share/asterisk/sounds/en  # asterisk-core-sounds-en-wav prompt
 asterisk_transcripts=/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz  # their texts
 nj=$(nproc 2>/dev/null || echo 1)   # parallel jobs (synthesis, audio checks)
 python=${PYTHON:-python3}           # Python with soundfile and numpy (the recipe's venv)
+# <<< options
 
-help_message=$(cat <<EOF
-Usage: $0 [options]
-Stage 1: prepare Kaldi-style data directories under --datadir.
-
-Options:
-  --corpus             mini|librispeech (default: ${corpus})
-  --datadir            output root (default: ${datadir})
-  --librispeech_root   existing LibriSpeech copy or download dir (default: ${librispeech_root})
-  --download           true|false: fetch missing subsets (default: ${download})
-  --download_subsets   LibriSpeech subsets, space- or comma-separated (default: "${download_subsets}")
-  --base_url           archive location (default: ${base_url})
-  --md5                md5sum file overriding built-in checksums (default: none)
-  --mini_root          synthesized corpus dir (default: ${mini_root})
-  --mini_hours         training hours to synthesize (default: ${mini_hours})
-  --seed               mini corpus seed (default: ${seed})
-  --librivox_dir       LibriVox clips for test_librivox (default: ${librivox_dir})
-  --asterisk_dir       Asterisk prompts for test_asterisk, skipped if absent (default: ${asterisk_dir})
-  --asterisk_transcripts  their transcript file (default: ${asterisk_transcripts})
-  --nj                 parallel jobs (default: ${nj})
-  --python             Python interpreter (default: ${python})
-EOF
-)
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --help|-h) echo "${help_message}"; exit 0 ;;
-        --corpus|--datadir|--librispeech_root|--download|--download_subsets|--base_url|--md5|\
-        --mini_root|--mini_hours|--seed|--librivox_dir|--asterisk_dir|--asterisk_transcripts|\
-        --nj|--python)
-            if [ $# -lt 2 ]; then
-                echo "$0: option $1 needs a value" >&2; exit 2
-            fi
-            declare "${1#--}=$2"; shift 2 ;;
-        *) echo "$0: unknown option '$1' (see --help)" >&2; exit 2 ;;
-    esac
-done
-
-case "${corpus}" in mini|librispeech) ;; *) echo "$0: --corpus must be mini or librispeech, got '${corpus}'" >&2; exit 2 ;; esac
-case "${download}" in true|false) ;; *) echo "$0: --download must be true or false, got '${download}'" >&2; exit 2 ;; esac
-if ! [[ "${nj}" =~ ^[1-9][0-9]*$ ]]; then echo "$0: --nj must be a positive integer, got '${nj}'" >&2; exit 2; fi
+usage() {
+    echo "Usage: $0 [options]"
+    echo "Stage 1: prepare Kaldi-style data directories under --datadir."
+    echo "Options:"
+    print_options "$0"
+}
 
 local_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/utils/log.sh
+. "${local_dir}/../scripts/utils/log.sh"
+# shellcheck source=scripts/utils/options.sh
+. "${local_dir}/../scripts/utils/options.sh"
+parse_options "$0" "$@"
+check_choice corpus mini librispeech
+check_choice download true false
+[[ "${nj}" =~ ^[1-9][0-9]*$ ]] || _die_usage "--nj must be a positive integer, got '${nj}'"
 # shellcheck source=path.sh
 . "${local_dir}/../path.sh"
 # shellcheck source=local/train_set_name.sh
@@ -119,7 +89,7 @@ if [ "${corpus}" = mini ]; then
     fi
 else
     read -r -a subsets <<< "${download_subsets//,/ }"
-    if [ "${#subsets[@]}" -eq 0 ]; then echo "$0: --download_subsets is empty" >&2; exit 2; fi
+    [ "${#subsets[@]}" -gt 0 ] || _die_usage "--download_subsets is empty"
     log "Stage 1 data: LibriSpeech ${download_subsets} in ${librispeech_root} -> ${datadir}"
     # A subset is ROOT/LibriSpeech/<subset>, or ROOT/<subset> when ROOT is the
     # LibriSpeech directory of an existing copy.

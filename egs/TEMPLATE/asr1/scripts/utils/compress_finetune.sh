@@ -16,11 +16,6 @@
 # Options after these go to run.sh (e.g. --test_sets, --inference_args).
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-
 # >>> options (name=default  # help); --help lists these lines
 src_exp=                   # trained experiment (config.yaml + --src_model); required
 src_model=                 # model file in --src_exp to compress; empty: the average its config's best_model_criterion names
@@ -32,19 +27,21 @@ warmup_steps=100           # its warm-up steps
 # <<< options
 
 cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/utils/log.sh
+. scripts/utils/log.sh
 # shellcheck source=scripts/utils/options.sh
 . scripts/utils/options.sh
 OPTIONS_PASSTHROUGH=true parse_options "$0" "$@"
 check_int epochs warmup_steps
 [ -n "${src_exp}" ] || _die_usage "--src_exp is required"
 [ -n "${tag}" ] || _die_usage "--tag is required"
-[ -f "${src_exp}/config.yaml" ] || { log "ERROR: no ${src_exp}/config.yaml"; exit 1; }
+[ -f "${src_exp}/config.yaml" ] || die "no ${src_exp}/config.yaml"
 # shellcheck source=path.sh
 . ./path.sh
 if [ -z "${src_model}" ]; then
     src_model=$(python3 pyscripts/utils/best_model_name.py "${src_exp}/config.yaml") || exit 1
 fi
-[ -f "${src_exp}/${src_model}" ] || { log "ERROR: no ${src_exp}/${src_model}"; exit 1; }
+[ -f "${src_exp}/${src_model}" ] || die "no ${src_exp}/${src_model}"
 
 out=exp/compress_${tag}
 log "Compress: ${src_exp}/${src_model} (${compress_opts}) -> ${out}"

@@ -10,41 +10,42 @@
 # every "JOB" in LOG and in the arguments becomes the job number. The command
 # runs without a shell, so arguments need no extra quoting. Each log starts
 # with the command line and ends with its exit code and elapsed seconds. Exits
-# 1 if any job failed, naming the failed logs. --gpu, --mem, --name and
-# --num_threads are accepted for compatibility and ignored: a cluster needs
-# its own scheduler script in cmd.sh.
+# 1 if any job failed, naming the failed logs; 2 on bad options.
+# shellcheck disable=SC2034  # run.pl's options below are accepted, not used
 set -euo pipefail
 
-max_jobs_run=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --num_nodes)
-            [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
-            if [ "$2" -gt 1 ]; then
-                echo "$0: runs jobs on this machine only; --num_nodes $2 needs a cluster" \
-                    "scheduler: set cmd_backend=slurm (cmd.sh; README.md, \"Scaling out\")" >&2
-                exit 2
-            fi
-            shift 2 ;;
-        --gpu|--num_threads|--mem|--name|--config)
-            [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
-            shift 2 ;;
-        --max_jobs_run)
-            [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
-            max_jobs_run=$2; shift 2 ;;
-        --*)
-            echo "$0: unknown option $1" >&2; exit 2 ;;
-        *) break ;;
-    esac
-done
+# >>> options (name=default  # help); --help lists these lines
+gpu=0                      # GPUs per job (run.pl's option; ignored here)
+num_threads=1              # threads per job (run.pl's option; ignored here)
+mem=                       # memory per job (run.pl's option; ignored here)
+name=                      # job name (run.pl's option; ignored here)
+config=                    # queue configuration (run.pl's option; ignored here)
+num_nodes=1                # nodes: 1 (more need a cluster scheduler: cmd_backend=slurm)
+max_jobs_run=0             # jobs of an array run at once; 0: all
+# <<< options
 
-# shellcheck source=scripts/utils/job_range.sh
-. "${BASH_SOURCE[0]%/*}/job_range.sh"
-if [ $# -gt 0 ] && parse_job_range "$1"; then shift; fi
-if [ $# -lt 2 ]; then
-    echo "Usage: $0 [options] [JOB=1:N] LOG COMMAND [ARG...]" >&2
-    exit 2
+usage() {
+    echo "Usage: $0 [options] [JOB=1:N] LOG COMMAND [ARG...]"
+    echo "Options:"
+    print_options "$0"
+}
+
+utils=${BASH_SOURCE[0]%/*}
+# shellcheck source=scripts/utils/log.sh
+. "${utils}/log.sh"
+# shellcheck source=scripts/utils/options.sh
+. "${utils}/options.sh"
+# shellcheck source=scripts/utils/job_utils.sh
+. "${utils}/job_utils.sh"
+OPTIONS_ARGS=true parse_options "$0" "$@"
+set -- "${args[@]}"
+check_int num_nodes max_jobs_run
+if [ "${num_nodes}" -gt 1 ]; then
+    _die_usage "runs jobs on this machine only; --num_nodes ${num_nodes} needs a cluster" \
+        "scheduler: set cmd_backend=slurm (cmd.sh; README.md, \"Scaling out\")"
 fi
+if [ $# -gt 0 ] && parse_job_range "$1"; then shift; fi
+[ $# -ge 2 ] || _die_usage "expected [JOB=1:N] LOG COMMAND [ARG...]"
 log_pattern=$1
 shift
 
@@ -99,18 +100,7 @@ reap_job() {
     unset "job_number[${pid}]" "job_log[${pid}]" "job_start[${pid}]"
 }
 
-# shellcheck source=scripts/utils/kill_tree.sh
-. "$(dirname "${BASH_SOURCE[0]}")/kill_tree.sh"
-
-# stop_jobs SIGNAL: stop every running job, then exit as killed by SIGNAL.
-stop_jobs() {
-    trap - INT TERM HUP
-    kill_tree "${!job_log[@]}"
-    exit $((128 + $(kill -l "$1")))
-}
-trap 'stop_jobs INT' INT
-trap 'stop_jobs TERM' TERM
-trap 'stop_jobs HUP' HUP
+stop_jobs_on_signals
 
 for ((n = first; n <= last; n++)); do
     if [ "${max_jobs_run}" -gt 0 ]; then

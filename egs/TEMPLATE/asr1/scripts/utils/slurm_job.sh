@@ -124,8 +124,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-# shellcheck source=scripts/utils/job_range.sh
-. "${BASH_SOURCE[0]%/*}/job_range.sh"
+# shellcheck source=scripts/utils/job_utils.sh
+. "${BASH_SOURCE[0]%/*}/job_utils.sh"
 if [ $# -gt 0 ] && parse_job_range "$1"; then shift; fi
 [ $# -ge 2 ] || die_usage "usage: ${me} [options] [JOB=1:N] LOG COMMAND [ARG...]"
 log_pattern=$1
