@@ -67,9 +67,8 @@ case "${corpus}" in
             # of stages 6-8 instead: --use_word_lm false --use_lm true.
             --token_type char --use_word_lm true
             # Speed perturbation, at the same number of steps (the config
-            # fixes 342 batches an epoch): unseen voices 36.7 / 34.6% WER
-            # against 39.6%, unseen sentences level within noise (README.md,
-            # "Main job"); ~50 s more.
+            # fixes 342 batches an epoch): it helps most on unseen voices
+            # (README.md, "History"); stages 3 and 10 read 3x the audio.
             --speed_perturb_factors "0.9 1.0 1.1"
             --ngpu 0 --nj 2 --inference_nj 2
         )

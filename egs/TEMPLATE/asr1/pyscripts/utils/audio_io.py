@@ -1,6 +1,6 @@
 """The recipe's one audio loader: it decides what is bad, and how good audio sounds.
 
-Data preparation (``validate_data_dir.check_audio_file``), dumping
+Data preparation (``datadir.check_audio_file``), dumping
 (``dump_audio.py``) and a user's own files (``transcribe.py``) all read audio
 through :func:`audio_blocks`, so they agree on what is bad, and a model hears
 its test audio resampled exactly as it heard its training audio.
