@@ -64,7 +64,7 @@ min() {
     if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi
 }
 
-# stage_done N START: log how long stage N took.
+# stage_done N START: log how long stage N took (as said by the caller).
 stage_done() {
-    log "Stage $1 finished [$((SECONDS - $2))s]"
+    _log_from 1 "Stage $1 finished [$((SECONDS - $2))s]"
 }
