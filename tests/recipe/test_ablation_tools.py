@@ -134,18 +134,21 @@ def test_report_gives_each_row_the_mean_and_every_seed(tmp_path: Path) -> None:
     plots = tmp_path / "docs" / "ablation"
     assert report.main([
         "--records", str(records), "--capacity", "plain_small plain_big",
-        "--grid", "plain_small", "--test_sets", "dev test_sentences",
+        "--grid", "plain_small", "--default", "plain_big",
+        "--test_sets", "dev test_sentences",
         "--doc", str(doc), "--plots", str(plots),
         "--tuning", str(RECIPE_DIR / "conf" / "tuning"),
     ]) == 0  # fmt: skip
     text = doc.read_text()
     assert "old" not in text and text.endswith("## Reading\n")
-    capacity, grid, diagnosis = (
+    capacity, grid, default, diagnosis = (
         text.split("### " + title)[1].split("###")[0]
-        for title in ("Capacity curve", "The grid", "Deep reuse")
+        for title in ("Capacity curve", "The grid", "At the main job", "Deep reuse")
     )
     assert "`plain_big`" in capacity and "`diag_deep`" not in capacity
     assert "`plain_big`" not in grid and "`plain_small`" in grid
+    assert "`plain_big`" in default and "`plain_small`" not in default
+    assert "`plain_big`" not in diagnosis
     assert "`diag_deep` valid CER|1|50.0|25.0|" in diagnosis
     for name in ("capacity.png", "grid_params.png", "grid_compute.png", "curves.png"):
         assert (plots / name).stat().st_size > 0

@@ -44,7 +44,8 @@ stage=1                    # first stage to run (1 data, 2 rows, 3 peers and rep
 stop_stage=3               # last stage to run
 capacity_rows="conformer_6x48 conformer_6x64 conformer_6x80 conformer_6x96 conformer_6x144"  # step 1: plain Conformers at the virtual depth
 grid_rows=""               # step 2: the grid at the budget chosen from the capacity curve
-rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: capacity and grid rows
+default_rows="shared_3x2_144 conformer_3x144"  # the main job's model against a plain one of its size
+rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: the three groups above
 seeds="1 2"                # training seeds of each row (initialization and data order)
 dry_run=false              # print the asr.sh commands instead of running them
 mini_hours=2.0             # hours of synthesized training speech (the main job's)
@@ -79,7 +80,7 @@ done
 # Other configs of conf/ablation/ (diag_*: the deep-reuse diagnosis) run
 # only when named by --rows; the report lists every recorded row.
 if [ -z "${rows}" ]; then
-    rows="${capacity_rows} ${grid_rows}"
+    rows="${capacity_rows} ${grid_rows} ${default_rows}"
 fi
 for row in ${rows}; do
     [ -f "conf/ablation/${row}.yaml" ] || _die_usage "no config conf/ablation/${row}.yaml"
@@ -241,7 +242,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     done
     report=(python3 local/ablation_report.py --records "${records}"
         --peer_records "${peer_records}" --test_sets "${test_sets}"
-        --capacity "${capacity_rows}" --grid "${grid_rows}"
+        --capacity "${capacity_rows}" --grid "${grid_rows}" --default "${default_rows}"
         --doc "${doc}" --plots "${plots}")
     if [ "${dry_run}" = true ]; then
         printf '%q ' "${report[@]}"
