@@ -148,6 +148,10 @@ sys.exit(record.get("config_sha256") != sha)' "${record}" "conf/ablation/$1.yaml
 run_one() {
     local row=$1 seed=$2
     local tag=ablation_${row}_seed${seed}
+    # The code a run starts with (the record is written at its end).
+    local commit
+    commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git diff --quiet HEAD -- 2>/dev/null || commit="${commit}+changes"
     local row_opts=(--asr_config "conf/ablation/${row}.yaml" --asr_tag "${tag}"
         --asr_args "--seed ${seed}")
     asr 11 13 "${row_opts[@]}" --use_word_lm false \
@@ -157,7 +161,7 @@ run_one() {
     local record=(python3 local/ablation_record.py --exp "exp/asr_${tag}"
         --config "conf/ablation/${row}.yaml" --row "${row}" --seed "${seed}"
         --test_sets "${test_sets}" --decodes "decode_acoustic decode_lexicon"
-        --jobs "${jobs}" --out "${records}/${row}_seed${seed}.json")
+        --jobs "${jobs}" --commit "${commit}" --out "${records}/${row}_seed${seed}.json")
     if [ "${dry_run}" = true ]; then
         printf '%q ' "${record[@]}"
         echo
