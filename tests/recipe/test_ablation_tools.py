@@ -4,6 +4,7 @@ its own part of docs/ablation.md."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -225,3 +226,64 @@ def test_plot_labels_of_coinciding_points_do_not_overlap() -> None:
     assert sorted(t.get_text() for t in ax.texts) == sorted(p[2] for p in points)
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     plt.close(fig)
+
+
+def _epoch_line(n: int) -> str:
+    return (
+        f"[vm] 2026-12-01 (trainer:392) INFO: {n}epoch results: [train] "
+        f"loss={100 / n:.1f}, grad_norm=120.5, clip=100.000, optim0_lr0=1e-03, "
+        "time=1 minute and 2.5 seconds, total_count=342, [valid] "
+        f"loss_ctc={90 / n:.1f}, cer_ctc={0.5 / n:.3f}, loss={90 / n:.1f}, "
+        "time=3.1 seconds, total_count=16\n"
+    )
+
+
+def test_record_keeps_a_finished_scored_run_and_refuses_anything_less(
+    tmp_path: Path,
+) -> None:
+    """A synthetic experiment directory with ESPnet's config and log lines
+    and real sclite scores: one epoch short, or one set unscored, is no record."""
+    import yaml
+
+    sclite = local_module("score_sclite")
+    config = RECIPE_DIR / "conf" / "ablation" / "conformer_6x48.yaml"
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    dumped = yaml.safe_load(config.read_text())
+    dumped["token_list"] = ["<blank>", "<unk>", "A", "B", "<space>", "<sos/eos>"]
+    (exp / "config.yaml").write_text(yaml.safe_dump(dumped))
+    (exp / "train.log").write_text("".join(_epoch_line(n) for n in range(1, 10)))
+    ref = tmp_path / "ref"
+    ref.write_text("u1 A B A\nu2 B B\n")
+    hyp = tmp_path / "hyp"
+    hyp.write_text("u1 A B\nu2 B B\n")
+    sclite.score(ref, hyp, exp / "decode_acoustic" / "dev")
+    out = tmp_path / "runs" / "conformer_6x48_seed1.json"
+    args = [
+        "--exp", str(exp), "--config", str(config), "--row", "conformer_6x48",
+        "--seed", "1", "--decodes", "decode_acoustic", "--jobs", "2",
+        "--commit", "abc1234", "--out", str(out),
+    ]  # fmt: skip
+
+    def run(test_sets: str) -> int:
+        return record.main([*args, "--test_sets", test_sets])
+
+    assert run("dev") == 1 and not out.exists()  # 9 of 10 epochs
+    with open(exp / "train.log", "a") as log:
+        log.write(_epoch_line(10))
+    assert run("dev test_voices") == 1 and not out.exists()  # test_voices unscored
+    assert run("dev") == 0
+    kept = json.loads(out.read_text())
+    assert kept["row"] == "conformer_6x48" and kept["seed"] == 1
+    assert kept["config_sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert [e["valid_cer_ctc"] for e in kept["epochs"]][-1] == 0.05
+    wer = kept["decodes"]["decode_acoustic"]["sets"]["dev"]["wer"]
+    assert (wer["n_Err"], wer["Err"]) == (1, 20.0)  # one deletion in 5 words
+    assert kept["unique_params"] == kept["virtual_params"] > 300_000
+    assert kept["encoder_gflops_per_audio_second"] > 0
+    assert kept["environment"]["commit_at_start"] == "abc1234"
+    assert kept["environment"]["concurrent_runs"] == 2
+    # another encoder in the experiment than in the row's config: refused
+    dumped["encoder_conf"]["output_size"] = 64
+    (exp / "config.yaml").write_text(yaml.safe_dump(dumped))
+    assert run("dev") == 1
