@@ -174,3 +174,23 @@ def test_bad_options_exit_2_naming_them(
     )
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_rows_change_only_the_encoder_of_the_main_jobs_config() -> None:
+    """A row is conf/train_asr.yaml with another encoder; the deep rows
+    (deep_*) may also change the schedule, and the diagnosis configs (diag_*)
+    stop early too."""
+    import yaml
+
+    main = yaml.safe_load((RECIPE_DIR / "conf" / "train_asr.yaml").read_text())
+    rows = sorted((RECIPE_DIR / "conf" / "ablation").glob("*.yaml"))
+    assert rows
+    for path in rows:
+        row = yaml.safe_load(path.read_text())
+        free = {"encoder", "encoder_conf"}
+        if path.name.startswith(("deep_", "diag_")):
+            free |= {"scheduler_conf"}
+        if path.name.startswith("diag_"):
+            free |= {"max_epoch"}
+        differs = {k for k in main.keys() | row.keys() if main.get(k) != row.get(k)}
+        assert differs <= free, f"{path.name} changes {sorted(differs - free)}"

@@ -1,17 +1,21 @@
-"""The ablation's helpers: peer output normalization, train.log timing, and
-the report that rewrites only its own part of docs/ablation.md."""
+"""The ablation's helpers: peer output normalization, the run records'
+train.log parsing, and the report that groups the records and rewrites only
+its own part of docs/ablation.md."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pipeline_helpers import local_module
+from pipeline_helpers import RECIPE_DIR, local_module
 
 peers = local_module("peers")
 report = local_module("ablation_report")
+record = local_module("ablation_record")
 
 
 @pytest.mark.parametrize(
@@ -39,22 +43,131 @@ def test_normalize_maps_peer_output_to_librispeech_conventions(
     assert peers.normalize(raw) == expected
 
 
-def test_epoch_seconds_reads_each_form_of_espnet_timespan(tmp_path: Path) -> None:
+def test_parse_epochs_reads_each_form_of_espnet_timespan(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
     head = "[vm] 2026-11-26 (trainer:392) INFO: "
     log.write_text(
-        head + "1epoch results: [train] loss=3.1, time=2 minutes and 13.53 seconds, "
-        "total_count=149, [valid] loss=2.0, time=5.11 seconds, total_count=16\n"
+        head + "1epoch results: [train] loss=3.1, grad_norm=150.2, clip=100.000, "
+        "optim0_lr0=8.625e-04, time=2 minutes and 13.53 seconds, "
+        "total_count=149, [valid] loss_ctc=2.5, cer_ctc=0.581, loss_att=nan, "
+        "loss=2.0, time=5.11 seconds, total_count=16\n"
         + head
         + "2epoch results: [train] loss=2.1, time=41.5 seconds, "
-        "total_count=298, [valid] loss=1.9, time=4 seconds, total_count=32\n"
+        "total_count=298, [valid] loss=1.9, cer_ctc=0.4, time=4 seconds, total_count=32\n"
         + head
         + "3epoch results: [train] loss=1.1, time=1 hour, 2 minutes and "
-        "3 seconds, total_count=447, [valid] loss=1.0, time=4 seconds, total_count=48\n"
+        "3 seconds, total_count=447, [valid] loss=1.0, cer_ctc=0.3, time=4 seconds, "
+        "total_count=48\n"
         + head
         + "1epoch:train:1-10batch: loss=3.0, train_time=0.9\n"
+        # a re-run of epoch 3 after a crash: its last line counts
+        + head
+        + "3epoch results: [train] loss=1.2, time=1 minute and 3 seconds, "
+        "total_count=447, [valid] loss=0.9, cer_ctc=0.25, time=4 seconds, "
+        "total_count=48\n"
     )
-    assert report.epoch_seconds(log) == [133.53, 41.5, 3723.0]
+    epochs = record.parse_epochs(log)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert [e["train_seconds"] for e in epochs] == [133.53, 41.5, 63.0]
+    assert epochs[0]["grad_norm"] == 150.2 and epochs[0]["lr"] == 8.625e-4
+    assert [e["valid_cer_ctc"] for e in epochs] == [0.581, 0.4, 0.25]
+    assert [e["valid_loss"] for e in epochs] == [2.0, 1.9, 0.9]
+
+
+def _record(row: str, seed: int, dev_wer: float, sha: str = "a" * 64) -> dict:
+    sets = {
+        dset: {"wer": {"Err": dev_wer + i}, "cer": {"Err": dev_wer / 3}}
+        for i, dset in enumerate(("dev", "test_sentences"))
+    }
+    epochs = [
+        {"epoch": e, "train_seconds": 60.0 + seed, "valid_cer_ctc": 0.5 / e,
+         "grad_norm": 100.0, "train_loss": 1.0, "valid_loss": 1.0,
+         "clip_percent": 100.0, "lr": 1e-3}
+        for e in (1, 2)
+    ]  # fmt: skip
+    speed = {"rtf_per_job": 0.1, "wall_seconds": 1.0, "jobs": 1, "audio_seconds": 10}
+    return {
+        "format": report.FORMAT,
+        "row": row,
+        "seed": seed,
+        "config": f"conf/ablation/{row}.yaml",
+        "config_sha256": sha,
+        "unique_params": 1_000_000 if "small" in row else 2_000_000,
+        "virtual_params": 2_000_000,
+        "encoder_gflops_per_audio_second": 0.1,
+        "epochs": epochs,
+        "decodes": {
+            "decode_acoustic": {"sets": sets, "speed": speed},
+            "decode_lexicon": {"sets": sets, "speed": speed},
+        },
+        "environment": {"threads": 1, "concurrent_runs": 2},
+    }
+
+
+def _write_records(directory: Path, records: list) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (directory / f"{r['row']}_seed{r['seed']}.json").write_text(json.dumps(r))
+    return directory
+
+
+def test_report_gives_each_row_the_mean_and_every_seed(tmp_path: Path) -> None:
+    records = _write_records(
+        tmp_path / "runs",
+        [_record("plain_small", 1, 20.0), _record("plain_small", 2, 23.0),
+         _record("plain_big", 1, 15.0), _record("diag_deep", 1, 90.0)],
+    )  # fmt: skip
+    rows = report.load_records(records)
+    small = rows["plain_small"]
+    assert small.seeds == [1, 2]
+    assert small.values("decode_acoustic", "dev") == [20.0, 23.0]
+    assert small.mean("decode_acoustic", "dev") == 21.5
+    assert small.spread("decode_acoustic", "dev") == 3.0
+    assert small.valid_cer() == [50.0, 25.0]
+    table = report.error_table([small], "decode_acoustic", ["dev", "test_sentences"])
+    assert (
+        "|`plain_small`|2|21.5 (20.0, 23.0)|22.5 (21.0, 24.0)|7.2 (6.7, 7.7)|" in table
+    )
+
+    doc = tmp_path / "docs" / "ablation.md"
+    doc.parent.mkdir()
+    doc.write_text(f"# Title\n\n{report.BEGIN}\nold\n{report.END}\n\n## Reading\n")
+    plots = tmp_path / "docs" / "ablation"
+    assert report.main([
+        "--records", str(records), "--capacity", "plain_small plain_big",
+        "--grid", "plain_small", "--default", "plain_big",
+        "--test_sets", "dev test_sentences",
+        "--doc", str(doc), "--plots", str(plots),
+        "--tuning", str(RECIPE_DIR / "conf" / "tuning"),
+    ]) == 0  # fmt: skip
+    text = doc.read_text()
+    assert "old" not in text and text.endswith("## Reading\n")
+    capacity, grid, default, diagnosis = (
+        text.split("### " + title)[1].split("###")[0]
+        for title in ("Capacity curve", "The grid", "At the main job", "Deep reuse")
+    )
+    assert "`plain_big`" in capacity and "`diag_deep`" not in capacity
+    assert "`plain_big`" not in grid and "`plain_small`" in grid
+    assert "`plain_big`" in default and "`plain_small`" not in default
+    assert "`plain_big`" not in diagnosis
+    assert "`diag_deep` valid CER|1|50.0|25.0|" in diagnosis
+    for name in ("capacity.png", "grid_params.png", "grid_compute.png", "curves.png"):
+        assert (plots / name).stat().st_size > 0
+        assert f"](ablation/{name})" in text
+
+
+def test_report_refuses_seeds_of_different_configs_and_unknown_formats(
+    tmp_path: Path,
+) -> None:
+    records = _write_records(
+        tmp_path / "a", [_record("r", 1, 20.0), _record("r", 2, 21.0, sha="b" * 64)]
+    )
+    with pytest.raises(ValueError, match="seeds 1 and 2 were trained from different"):
+        report.load_records(records)
+    old = _record("r", 1, 20.0)
+    old["format"] = 0
+    with pytest.raises(ValueError, match="record format 0"):
+        report.load_records(_write_records(tmp_path / "b", [old]))
 
 
 def test_splice_keeps_the_prose_around_the_generated_part(tmp_path: Path) -> None:
@@ -113,3 +226,64 @@ def test_plot_labels_of_coinciding_points_do_not_overlap() -> None:
     assert sorted(t.get_text() for t in ax.texts) == sorted(p[2] for p in points)
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     plt.close(fig)
+
+
+def _epoch_line(n: int) -> str:
+    return (
+        f"[vm] 2026-12-01 (trainer:392) INFO: {n}epoch results: [train] "
+        f"loss={100 / n:.1f}, grad_norm=120.5, clip=100.000, optim0_lr0=1e-03, "
+        "time=1 minute and 2.5 seconds, total_count=342, [valid] "
+        f"loss_ctc={90 / n:.1f}, cer_ctc={0.5 / n:.3f}, loss={90 / n:.1f}, "
+        "time=3.1 seconds, total_count=16\n"
+    )
+
+
+def test_record_keeps_a_finished_scored_run_and_refuses_anything_less(
+    tmp_path: Path,
+) -> None:
+    """A synthetic experiment directory with ESPnet's config and log lines
+    and real sclite scores: one epoch short, or one set unscored, is no record."""
+    import yaml
+
+    sclite = local_module("score_sclite")
+    config = RECIPE_DIR / "conf" / "ablation" / "conformer_6x48.yaml"
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    dumped = yaml.safe_load(config.read_text())
+    dumped["token_list"] = ["<blank>", "<unk>", "A", "B", "<space>", "<sos/eos>"]
+    (exp / "config.yaml").write_text(yaml.safe_dump(dumped))
+    (exp / "train.log").write_text("".join(_epoch_line(n) for n in range(1, 10)))
+    ref = tmp_path / "ref"
+    ref.write_text("u1 A B A\nu2 B B\n")
+    hyp = tmp_path / "hyp"
+    hyp.write_text("u1 A B\nu2 B B\n")
+    sclite.score(ref, hyp, exp / "decode_acoustic" / "dev")
+    out = tmp_path / "runs" / "conformer_6x48_seed1.json"
+    args = [
+        "--exp", str(exp), "--config", str(config), "--row", "conformer_6x48",
+        "--seed", "1", "--decodes", "decode_acoustic", "--jobs", "2",
+        "--commit", "abc1234", "--out", str(out),
+    ]  # fmt: skip
+
+    def run(test_sets: str) -> int:
+        return record.main([*args, "--test_sets", test_sets])
+
+    assert run("dev") == 1 and not out.exists()  # 9 of 10 epochs
+    with open(exp / "train.log", "a") as log:
+        log.write(_epoch_line(10))
+    assert run("dev test_voices") == 1 and not out.exists()  # test_voices unscored
+    assert run("dev") == 0
+    kept = json.loads(out.read_text())
+    assert kept["row"] == "conformer_6x48" and kept["seed"] == 1
+    assert kept["config_sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert [e["valid_cer_ctc"] for e in kept["epochs"]][-1] == 0.05
+    wer = kept["decodes"]["decode_acoustic"]["sets"]["dev"]["wer"]
+    assert (wer["n_Err"], wer["Err"]) == (1, 20.0)  # one deletion in 5 words
+    assert kept["unique_params"] == kept["virtual_params"] > 300_000
+    assert kept["encoder_gflops_per_audio_second"] > 0
+    assert kept["environment"]["commit_at_start"] == "abc1234"
+    assert kept["environment"]["concurrent_runs"] == 2
+    # another encoder in the experiment than in the row's config: refused
+    dumped["encoder_conf"]["output_size"] = 64
+    (exp / "config.yaml").write_text(yaml.safe_dump(dumped))
+    assert run("dev") == 1

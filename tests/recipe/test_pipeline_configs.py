@@ -148,39 +148,6 @@ def test_mini_model_is_ctc_only_and_decodes_its_loss_average():
     )
 
 
-ABLATION = sorted((CONF / "ablation").glob("*.yaml"))
-
-
-def test_ablation_rows_share_features_and_training_budget():
-    """local/ablation.sh reuses the default config's feature statistics and
-    compares rows at one training budget: only the model may differ."""
-    default = load(CONF / "train_asr.yaml")
-    assert len(ABLATION) == 8
-    first = load(ABLATION[0])
-    for path in ABLATION:
-        conf = load(path)
-        for key in ("frontend", "frontend_conf", "normalize"):
-            assert conf.get(key) == default.get(key), (path.name, key)
-        for key in ("optim", "optim_conf", "scheduler", "scheduler_conf",
-                    "batch_type", "batch_bins", "max_epoch", "specaug",
-                    "decoder", "decoder_conf", "model_conf",
-                    "best_model_criterion", "keep_nbest_models"):  # fmt: skip
-            assert conf.get(key) == first.get(key), (path.name, key)
-
-
-@pytest.mark.parametrize("path", ABLATION, ids=lambda p: p.stem)
-def test_ablation_rows_spend_the_same_parameter_budget(path):
-    from espnet_shared_conformer.params import ParameterReport
-
-    # 31 tokens: the mini preset's characters
-    report = ParameterReport.from_config(str(path), vocab_size=31)
-    if path.stem.startswith("d_"):  # the unshared upper bound
-        assert report.total == report.total_virtual
-        assert report.total > 1.5e6
-    else:  # the budget: 0.60-0.64M, within 6% of each other
-        assert 0.59e6 <= report.total <= 0.64e6, report.total
-
-
 @pytest.mark.parametrize(
     "criteria, expected",
     [

@@ -42,7 +42,10 @@ log() {
 # >>> options (name=default  # help); --help lists these lines
 stage=1                    # first stage to run (1 data, 2 rows, 3 peers and report)
 stop_stage=3               # last stage to run
-rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: all
+capacity_rows="conformer_6x48 conformer_6x64 conformer_6x80 conformer_6x96 conformer_6x144"  # step 1: plain Conformers at the virtual depth
+grid_rows=""               # step 2: the grid at the budget chosen from the capacity curve
+default_rows="shared_3x2_144 conformer_3x144"  # the main job's model against a plain one of its size
+rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: the three groups above
 seeds="1 2"                # training seeds of each row (initialization and data order)
 dry_run=false              # print the asr.sh commands instead of running them
 mini_hours=2.0             # hours of synthesized training speech (the main job's)
@@ -74,8 +77,10 @@ for f in "${acoustic_config}" "${lexicon_config}"; do
     [ -f "${f}" ] || _die_usage "no decoding config ${f}"
 done
 
+# Other configs of conf/ablation/ (diag_*: the deep-reuse diagnosis) run
+# only when named by --rows; the report lists every recorded row.
 if [ -z "${rows}" ]; then
-    rows=$(for f in conf/ablation/*.yaml; do basename "${f}" .yaml; done | tr '\n' ' ')
+    rows="${capacity_rows} ${grid_rows} ${default_rows}"
 fi
 for row in ${rows}; do
     [ -f "conf/ablation/${row}.yaml" ] || _die_usage "no config conf/ablation/${row}.yaml"
@@ -143,6 +148,10 @@ sys.exit(record.get("config_sha256") != sha)' "${record}" "conf/ablation/$1.yaml
 run_one() {
     local row=$1 seed=$2
     local tag=ablation_${row}_seed${seed}
+    # The code a run starts with (the record is written at its end).
+    local commit
+    commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git diff --quiet HEAD -- 2>/dev/null || commit="${commit}+changes"
     local row_opts=(--asr_config "conf/ablation/${row}.yaml" --asr_tag "${tag}"
         --asr_args "--seed ${seed}")
     asr 11 13 "${row_opts[@]}" --use_word_lm false \
@@ -152,7 +161,7 @@ run_one() {
     local record=(python3 local/ablation_record.py --exp "exp/asr_${tag}"
         --config "conf/ablation/${row}.yaml" --row "${row}" --seed "${seed}"
         --test_sets "${test_sets}" --decodes "decode_acoustic decode_lexicon"
-        --jobs "${jobs}" --out "${records}/${row}_seed${seed}.json")
+        --jobs "${jobs}" --commit "${commit}" --out "${records}/${row}_seed${seed}.json")
     if [ "${dry_run}" = true ]; then
         printf '%q ' "${record[@]}"
         echo
@@ -237,6 +246,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     done
     report=(python3 local/ablation_report.py --records "${records}"
         --peer_records "${peer_records}" --test_sets "${test_sets}"
+        --capacity "${capacity_rows}" --grid "${grid_rows}" --default "${default_rows}"
         --doc "${doc}" --plots "${plots}")
     if [ "${dry_run}" = true ]; then
         printf '%q ' "${report[@]}"

@@ -146,7 +146,7 @@ def _git(*args: str) -> Optional[str]:
         return None
 
 
-def environment(jobs: int) -> Dict[str, Any]:
+def environment(jobs: int, commit: Optional[str] = None) -> Dict[str, Any]:
     import espnet
     import torch
 
@@ -160,6 +160,7 @@ def environment(jobs: int) -> Dict[str, Any]:
     except OSError:
         pass
     return {
+        "commit_at_start": commit,
         "commit": _git("rev-parse", "--short", "HEAD"),
         "dirty": bool(status) if status is not None else None,
         "python": platform.python_version(),
@@ -208,7 +209,7 @@ def build_record(args: argparse.Namespace) -> Dict[str, Any]:
         ),
         "epochs": epochs,
         "decodes": decodes,
-        "environment": environment(args.jobs),
+        "environment": environment(args.jobs, args.commit),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
@@ -244,6 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="inference tags (decoding directories) to keep",
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs trained concurrently")
+    parser.add_argument("--commit", help="the code's commit when the run started")
     parser.add_argument(
         "--peer", type=Path, help="a peer's output directory (local/peers.py) instead"
     )

@@ -1,40 +1,55 @@
 #!/usr/bin/env python3
-"""Tabulate and plot the sharing ablation from its experiment directories.
+"""Tabulate and plot the sharing ablation from its runs' records.
 
-    ablation_report.py --exps exp/asr_ablation_* --peers exp/peer_* \\
-        --doc ../../../docs/ablation.md --plot ../../../docs/ablation_wer.png
+    ablation_report.py --records ../../../docs/ablation/runs \\
+        --peer_records ../../../docs/ablation/peers \\
+        --capacity "conformer_6x48 conformer_6x96" --grid "conformer_2x96 ..." \\
+        --doc ../../../docs/ablation.md --plots ../../../docs/ablation
 
-Reads, for each ASR experiment, its ``config.yaml`` (unique and virtual
-parameters, counted by ``espnet_shared_conformer.params``), ``train.log``
-(median wall time of an epoch), ``<decode dir>/<set>/score_wer/result.txt``
-(sclite) and ``<decode dir>/decode_time`` (stage 12's wall time, so the
-real-time factor includes loading ESPnet and the model); for each peer
-``system.json`` and its ``decode/<set>`` scores. Also counts the LibriSpeech
-960 h configs of ``conf/tuning/``.
+Reads only the JSON records that ``local/ablation_record.py`` wrote (one per
+row and seed, one per peer), never an experiment directory, so the page can
+be regenerated anywhere from the repository. Rows are grouped as the study
+defines them (``local/ablation.sh``): the capacity curve (``--capacity``:
+plain Conformers at the study's virtual depth), the grid (``--grid``), the
+main job's model against a plain Conformer of its size (``--default``), and
+every other recorded row (the deep-reuse diagnosis).
+
+Each figure is the mean over the row's seeds, with the seeds' own values
+beside it; the spread of a row is the range of its seeds (max - min).
 
 Rewrites the part of ``--doc`` between the ``<!-- ablation:begin -->`` and
 ``<!-- ablation:end -->`` markers (creating the file if needed), so the prose
-around the tables survives a re-run, and writes the plot.
+around it survives a re-run, and writes the plots into ``--plots``:
+``capacity.png`` (dev WER against parameters of the plain models),
+``grid_params.png`` and ``grid_compute.png`` (the grid's dev WER against
+unique parameters and against training compute) and ``curves.png``
+(validation CER per epoch).
 """
 
 import argparse
 import json
-import re
+import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
-
-from score_sclite import parse_result
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
+#: The record format this report reads (local/ablation_record.py's FORMAT).
+FORMAT = 1
+
 SET_TITLES = {
+    "dev": "dev",
     "test_sentences": "unseen sentences",
     "test_voices": "unseen voices",
     "test_librivox": "LibriVox (real)",
-    "test_asterisk": "Asterisk (real, 8 kHz)",
 }
+
+DECODES = (
+    ("decode_acoustic", "acoustic only (CTC prefix search, no LM)"),
+    ("decode_lexicon", "lexicon + word 3-gram"),
+)
 
 #: LibriSpeech-scale configs: (config under conf/tuning, vocabulary, what it is).
 PAPER_SCALE = (
@@ -54,156 +69,243 @@ PAPER_SCALE = (
     ("train_asr_shared_conformer_combined_960h.yaml", 256, "all four levels"),
 )
 
-_TIMESPAN = re.compile(
-    r"time=(?:(?P<h>\d+) hours?(?:, | and )?)?(?:(?P<m>\d+) minutes?(?: and )?)?"
-    r"(?:(?P<s>[\d.]+) seconds)?, total_count"
-)
+
+PLOT_TITLES = {
+    "capacity.png": "Capacity curve",
+    "grid_params.png": "The grid against unique parameters",
+    "grid_compute.png": "The grid against training compute",
+    "curves.png": "Validation curves",
+}
 
 
-def epoch_seconds(train_log: Path) -> List[float]:
-    """Wall time of each training epoch (the [train] part of "results" lines)."""
-    times = []
-    for line in train_log.read_text(errors="replace").splitlines():
-        if "epoch results: [train]" not in line:
-            continue
-        match = _TIMESPAN.search(line.split("[valid]")[0])
-        if match:
-            h, m, s = (float(match.group(k) or 0) for k in ("h", "m", "s"))
-            times.append(3600 * h + 60 * m + s)
-    return times
+class Row:
+    """The records of one row (one per seed), and what the tables need of them."""
 
+    def __init__(self, name: str, records: List[Dict[str, Any]]) -> None:
+        self.name = name
+        self.records = sorted(records, key=lambda r: r["seed"])
+        first = self.records[0]
+        for r in self.records[1:]:
+            if r["config_sha256"] != first["config_sha256"]:
+                raise ValueError(
+                    f"row {name}: seeds {first['seed']} and {r['seed']} were "
+                    "trained from different configs; re-run the stale one"
+                )
+        self.seeds = [r["seed"] for r in self.records]
+        self.unique = first["unique_params"]
+        self.virtual = first["virtual_params"]
+        self.gflops = first["encoder_gflops_per_audio_second"]
+        self.config = first["config"]
 
-def wer_by_set(root: Path, test_sets: Sequence[str]) -> Dict[str, Dict[str, float]]:
-    """Test set -> sclite word summary, from ``root/*/<set>/score_wer``."""
-    found = {}
-    for dset in test_sets:
-        # The acoustic-only decoding (local/ablation.sh) is the primary score.
-        results = sorted(
-            root.glob(f"decode_acoustic/{dset}/score_wer/result.txt")
-        ) or sorted(root.glob(f"*/{dset}/score_wer/result.txt"))
-        if results:
-            found[dset] = parse_result(results[-1])
-    return found
+    def values(self, decode: str, dset: str, unit: str = "wer") -> List[float]:
+        """The error rate (%) of each seed; empty when a seed lacks it."""
+        out = []
+        for r in self.records:
+            sets = r["decodes"].get(decode, {}).get("sets", {})
+            if dset not in sets:
+                return []
+            out.append(sets[dset][unit]["Err"])
+        return out
 
+    def mean(self, decode: str, dset: str, unit: str = "wer") -> Optional[float]:
+        values = self.values(decode, dset, unit)
+        return statistics.fmean(values) if values else None
 
-def decode_rtf(exp: Path) -> Optional[float]:
-    """Stage 12's wall time x jobs / audio seconds (per-job real-time factor)."""
-    for timing in sorted(exp.glob("*/decode_time")):
-        values = dict(
-            line.split(maxsplit=1) for line in timing.read_text().splitlines() if line
+    def spread(self, decode: str, dset: str, unit: str = "wer") -> Optional[float]:
+        values = self.values(decode, dset, unit)
+        return max(values) - min(values) if values else None
+
+    def epoch_seconds(self) -> float:
+        """Median training wall time of an epoch over all seeds' epochs."""
+        return statistics.median(
+            e["train_seconds"] for r in self.records for e in r["epochs"]
         )
-        return (
-            float(values["wall_seconds"])
-            * int(values["jobs"])
-            / float(values["audio_seconds"])
-        )
-    return None
+
+    def valid_cer(self) -> List[float]:
+        """Validation CTC CER (%) per epoch, mean over the seeds."""
+        epochs = min(len(r["epochs"]) for r in self.records)
+        return [
+            100
+            * statistics.fmean(r["epochs"][i]["valid_cer_ctc"] for r in self.records)
+            for i in range(epochs)
+        ]
+
+    def rtf(self, decode: str) -> Optional[float]:
+        values = [
+            r["decodes"][decode]["speed"]["rtf_per_job"]
+            for r in self.records
+            if r["decodes"].get(decode, {}).get("speed")
+        ]
+        return statistics.median(values) if values else None
+
+    def concurrency(self) -> str:
+        envs = {
+            (r["environment"]["threads"], r["environment"]["concurrent_runs"])
+            for r in self.records
+        }
+        return ", ".join(f"{t} thr x {j}" for t, j in sorted(envs))
+
+    def description(self, conf_dir: Path) -> str:
+        return describe_config(conf_dir / f"{self.name}.yaml")
 
 
 def describe_config(config: Path) -> str:
-    """The config's own one-line description (its second comment line on)."""
-    lines = [
-        line[1:].strip()
-        for line in config.read_text().splitlines()[1:]
-        if line.startswith("#")
-    ]
-    text = []
-    for line in lines:
-        if line.startswith("Shared by all rows"):
+    """The config's own description: its leading comment block."""
+    if not config.exists():
+        return ""
+    lines = []
+    for line in config.read_text().splitlines():
+        if not line.startswith("#"):
             break
-        text.append(line)
-    return " ".join(text)
+        lines.append(line[1:].strip())
+    text = " ".join(lines)
+    # The boilerplate that starts every row's header says nothing of the row.
+    return text.split("): ", 1)[-1] if text.startswith("Ablation") else text
 
 
-def asr_row(exp: Path, test_sets: Sequence[str]) -> Dict[str, object]:
-    from espnet_shared_conformer.params import ParameterReport
-
-    report = ParameterReport.from_config(str(exp / "config.yaml"))
-    epochs = epoch_seconds(exp / "train.log")
-    name = exp.name.removeprefix("asr_ablation_")
-    source = Path("conf/ablation") / f"{re.sub(r'_seed[0-9]+$', '', name)}.yaml"
-    return dict(
-        name=name,
-        description=describe_config(source) if source.exists() else "",
-        unique=report.total,
-        virtual=report.total_virtual,
-        epochs=len(epochs),
-        epoch_seconds=statistics.median(epochs) if epochs else None,
-        rtf=decode_rtf(exp),
-        wer={k: v["Err"] for k, v in wer_by_set(exp, test_sets).items()},
-    )
+def load_records(directory: Path) -> Dict[str, Row]:
+    grouped: Dict[str, List[Dict[str, Any]]] = {}
+    for path in sorted(directory.glob("*.json")):
+        record = json.loads(path.read_text())
+        if record.get("format") != FORMAT:
+            raise ValueError(
+                f"{path}: record format {record.get('format')}, not {FORMAT}"
+            )
+        grouped.setdefault(record["row"], []).append(record)
+    return {name: Row(name, records) for name, records in grouped.items()}
 
 
-def peer_row(peer: Path, test_sets: Sequence[str]) -> Dict[str, object]:
-    system = json.loads((peer / "system.json").read_text())
-    sets = system["sets"]
-    audio = sum(s["audio_seconds"] for s in sets.values())
-    compute = sum(s["compute_seconds"] for s in sets.values())
-    return dict(
-        name=system["name"],
-        parameters=system["parameters"],
-        parameters_note=system["parameters_note"],
-        bytes=system["bytes"],
-        threads=system["threads"],
-        rtf=compute / audio,
-        wer={k: v["Err"] for k, v in wer_by_set(peer, test_sets).items()},
-    )
+def load_peers(directory: Optional[Path]) -> List[Dict[str, Any]]:
+    if directory is None or not directory.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
 
 
 def _m(n: float) -> str:
     return f"{n / 1e6:.2f}M"
 
 
-def _wer_cells(wer: Dict[str, float], test_sets: Sequence[str]) -> List[str]:
-    return [f"{wer[d]:.1f}" if d in wer else "-" for d in test_sets]
+def _cell(row: Row, decode: str, dset: str, unit: str = "wer") -> str:
+    values = row.values(decode, dset, unit)
+    if not values:
+        return "-"
+    mean = f"{statistics.fmean(values):.1f}"
+    if len(values) == 1:
+        return mean
+    return f"{mean} ({', '.join(f'{v:.1f}' for v in values)})"
 
 
-def asr_table(rows: List[Dict[str, object]], test_sets: Sequence[str]) -> str:
-    head = ["row", "unique params", "virtual params"]
+def _table(head: List[str], lines: List[List[str]]) -> str:
+    out = ["|" + "|".join(head) + "|", "|" + "---|" * len(head)]
+    out += ["|" + "|".join(cells) + "|" for cells in lines]
+    return "\n".join(out)
+
+
+def error_table(rows: List[Row], decode: str, test_sets: Sequence[str]) -> str:
+    """WER per set, then dev CER: mean (seeds)."""
+    head = ["row", "seeds"]
     head += [f"WER {SET_TITLES.get(d, d)}" for d in test_sets]
-    head += ["train s/epoch", "decode RTF"]
-    lines = ["|" + "|".join(head) + "|", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [f"`{r['name']}`", _m(r["unique"]), _m(r["virtual"])]
-        cells += _wer_cells(r["wer"], test_sets)
-        cells.append(f"{r['epoch_seconds']:.0f}" if r["epoch_seconds"] else "-")
-        cells.append(f"{r['rtf']:.3f}" if r["rtf"] is not None else "-")
-        lines.append("|" + "|".join(cells) + "|")
-    return "\n".join(lines)
+    head += ["CER dev"] if "dev" in test_sets else []
+    lines = []
+    for row in rows:
+        cells = [f"`{row.name}`", str(len(row.seeds))]
+        cells += [_cell(row, decode, d) for d in test_sets]
+        if "dev" in test_sets:
+            cells.append(_cell(row, decode, "dev", "cer"))
+        lines.append(cells)
+    return _table(head, lines)
 
 
-def peer_table(peers: List[Dict[str, object]], test_sets: Sequence[str]) -> str:
+def cost_table(rows: List[Row]) -> str:
+    head = [
+        "row",
+        "unique params",
+        "virtual params",
+        "encoder GFLOPs per s of audio",
+        "train s/epoch (threads x runs at once)",
+        "final valid CER",
+        "decode RTF (acoustic)",
+    ]
+    lines = []
+    for row in rows:
+        rtf = row.rtf("decode_acoustic")
+        lines.append(
+            [
+                f"`{row.name}`",
+                _m(row.unique),
+                _m(row.virtual),
+                f"{row.gflops:.3f}",
+                f"{row.epoch_seconds():.0f} ({row.concurrency()})",
+                f"{row.valid_cer()[-1]:.1f}",
+                f"{rtf:.3f}" if rtf is not None else "-",
+            ]
+        )
+    return _table(head, lines)
+
+
+def curve_table(rows: List[Row]) -> str:
+    """Validation CER and training gradient norm per epoch (first seed)."""
+    epochs = max(len(r.valid_cer()) for r in rows)
+    head = ["row", "seeds"] + [f"ep {i + 1}" for i in range(epochs)]
+    lines = []
+    for row in rows:
+        cer = row.valid_cer()
+        lines.append(
+            [f"`{row.name}` valid CER", str(len(row.seeds))]
+            + [f"{c:.1f}" for c in cer]
+            + ["-"] * (epochs - len(cer))
+        )
+        norms = [e["grad_norm"] for e in row.records[0]["epochs"]]
+        lines.append(
+            [f"`{row.name}` grad norm", f"seed {row.seeds[0]}"]
+            + [f"{n:.3g}" for n in norms]
+            + ["-"] * (epochs - len(norms))
+        )
+    return _table(head, lines)
+
+
+def peer_table(peers: List[Dict[str, Any]], test_sets: Sequence[str]) -> str:
     head = ["system", "parameters", "model files"]
     head += [f"WER {SET_TITLES.get(d, d)}" for d in test_sets]
     head += ["RTF (threads)"]
-    lines = ["|" + "|".join(head) + "|", "|" + "---|" * len(head)]
-    for p in peers:
+    lines = []
+    for peer in peers:
+        system = peer["system"]
+        sets = peer["decodes"]["decode"]["sets"]
+        audio = sum(s["audio_seconds"] for s in system["sets"].values())
+        compute = sum(s["compute_seconds"] for s in system["sets"].values())
         cells = [
-            p["name"],
-            f"{_m(p['parameters'])} ({p['parameters_note']})",
-            f"{p['bytes'] / 2**20:.1f} MiB",
+            system["name"],
+            f"{_m(system['parameters'])} ({system['parameters_note']})",
+            f"{system['bytes'] / 2**20:.1f} MiB",
         ]
-        cells += _wer_cells(p["wer"], test_sets)
-        cells.append(f"{p['rtf']:.3f} ({p['threads']})")
-        lines.append("|" + "|".join(cells) + "|")
-    return "\n".join(lines)
+        cells += [
+            f"{sets[d]['wer']['Err']:.1f}" if d in sets else "-" for d in test_sets
+        ]
+        cells.append(f"{compute / audio:.3f} ({system['threads']})")
+        lines.append(cells)
+    return _table(head, lines)
 
 
 def paper_scale_table(tuning: Path) -> str:
     from espnet_shared_conformer.params import ParameterReport
 
-    lines = [
-        "|config|what|vocabulary|unique params|virtual params|fp32|int8|",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = []
     for name, vocab, what in PAPER_SCALE:
         report = ParameterReport.from_config(str(tuning / name), vocab_size=vocab)
         lines.append(
-            f"|`{name}`|{what}|{vocab}|{_m(report.total)}|"
-            f"{_m(report.total_virtual)}|{4 * report.total / 2**20:.1f} MiB|"
-            f"{report.total / 2**20:.1f} MiB|"
+            [
+                f"`{name}`",
+                what,
+                str(vocab),
+                _m(report.total),
+                _m(report.total_virtual),
+                f"{4 * report.total / 2**20:.1f} MiB",
+                f"{report.total / 2**20:.1f} MiB",
+            ]
         )
-    return "\n".join(lines)
+    head = ["config", "what", "vocabulary", "unique params", "virtual params"]
+    return _table(head + ["fp32", "int8"], lines)
 
 
 # Where a point's name may go, in points from the marker, tried in order.
@@ -243,85 +345,168 @@ def label_points(ax, points: Sequence[tuple]) -> None:
         placed.append(box)  # the last spot stays when none is free
 
 
-def plot(rows: List[Dict[str, object]], test_sets: Sequence[str], out: Path) -> None:
-    """WER of every row and test set against unique parameters. The rows at
-    the budget (within 15% of the smallest) get a panel of their own, so that
-    their differences are not squeezed next to the upper bound."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    smallest = min(r["unique"] for r in rows)
-    budget = [r for r in rows if r["unique"] <= 1.15 * smallest]
-    others = [r for r in rows if r["unique"] > 1.15 * smallest]
-    panels = [(budget, "at the budget")] + ([(others, "larger")] if others else [])
-    fig, axes = plt.subplots(
-        1,
-        len(panels),
-        figsize=(8.5, 4.8),
-        sharey=True,
-        squeeze=False,
-        gridspec_kw=dict(width_ratios=[3, 1][: len(panels)]),
-    )
-    markers = "os^dv"
-    for ax, (panel_rows, title) in zip(axes[0], panels, strict=True):
-        for i, dset in enumerate(test_sets):
-            pts = [
-                (r["unique"] / 1e6, r["wer"][dset])
-                for r in panel_rows
-                if dset in r["wer"]
-            ]
-            ax.scatter(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker=markers[i % len(markers)],
-                color=f"C{i}",
-                label=SET_TITLES.get(dset, dset),
-            )
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("unique parameters (millions)")
-        ax.grid(alpha=0.3)
-        ax.margins(x=0.15, y=0.08)
-    axes[0][0].set_ylabel("WER (%)")
-    axes[0][0].legend(fontsize=8, title="row ids label the first set", title_fontsize=7)
-    fig.suptitle("Mini corpus: WER against unique parameters (same training budget)")
-    fig.tight_layout()
-    for ax, (panel_rows, _) in zip(axes[0], panels, strict=True):
-        # Rows are named by their id (a0, b3, ...), the first part of the name.
-        label_points(
-            ax,
-            [
-                (r["unique"] / 1e6, r["wer"][test_sets[0]], r["name"].split("_")[0])
-                for r in panel_rows
-                if test_sets and test_sets[0] in r["wer"]
-            ],
-        )
+    return plt
+
+
+def _save(fig, out: Path) -> None:
     tmp = out.with_name(out.stem + ".tmp" + out.suffix)
     fig.savefig(tmp, dpi=120)
-    plt.close(fig)
     tmp.rename(out)
 
 
+def _seed_points(
+    rows: List[Row], x, decode: str, dset: str
+) -> List[Tuple[float, float]]:
+    return [(x(row), v) for row in rows for v in row.values(decode, dset)]
+
+
+def plot_capacity(rows: List[Row], test_sets: Sequence[str], out: Path) -> None:
+    """Plain models: WER against unique parameters, each seed a dot, the mean
+    a line; one panel per decoding."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(DECODES), figsize=(10, 4.2), squeeze=False)
+    rows = sorted(rows, key=lambda r: r.unique)
+    for ax, (decode, title) in zip(axes[0], DECODES, strict=True):
+        for i, dset in enumerate(d for d in test_sets if d != "test_librivox"):
+            kept = [r for r in rows if r.values(decode, dset)]
+            if not kept:
+                continue
+            xs = [r.unique / 1e6 for r in kept]
+            ax.plot(
+                xs,
+                [r.mean(decode, dset) for r in kept],
+                "-",
+                color=f"C{i}",
+                label=SET_TITLES.get(dset, dset),
+            )
+            dots = _seed_points(kept, lambda r: r.unique / 1e6, decode, dset)
+            ax.scatter([p[0] for p in dots], [p[1] for p in dots], s=12, color=f"C{i}")
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("parameters (millions, log scale)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("WER (%)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Plain ESPnet Conformers at one depth: WER against size (dots: seeds)")
+    fig.tight_layout()
+    _save(fig, out)
+    plt.close(fig)
+
+
+def plot_grid(
+    rows: List[Row],
+    capacity: List[Row],
+    x,
+    xlabel: str,
+    title: str,
+    out: Path,
+) -> None:
+    """The grid's dev WER (acoustic) against ``x(row)``: mean with the seeds'
+    range as an error bar, each row named; the plain capacity curve as a
+    reference where ``x`` is defined for it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    decode, dset = "decode_acoustic", "dev"
+    plain = sorted((r for r in capacity if r.values(decode, dset)), key=x)
+    if plain:
+        ax.plot(
+            [x(r) for r in plain],
+            [r.mean(decode, dset) for r in plain],
+            ":",
+            color="0.5",
+            label="plain Conformers (capacity curve)",
+        )
+    kept = [r for r in rows if r.values(decode, dset)]
+    for row in kept:
+        values = row.values(decode, dset)
+        mean = statistics.fmean(values)
+        ax.errorbar(
+            [x(row)],
+            [mean],
+            yerr=[[mean - min(values)], [max(values) - mean]],
+            fmt="o",
+            color="C0",
+            capsize=3,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("dev WER (%), acoustic only")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if plain:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    label_points(ax, [(x(r), r.mean(decode, dset), r.name) for r in kept])
+    _save(fig, out)
+    plt.close(fig)
+
+
+def plot_curves(rows: List[Row], out: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, row in enumerate(rows):
+        cer = row.valid_cer()
+        style = "--" if row.name.startswith("diag_") else "-"
+        ax.plot(
+            range(1, len(cer) + 1),
+            cer,
+            style,
+            color=f"C{i % 10}",
+            label=f"{row.name} ({len(row.seeds)} seeds)",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation CTC CER (%), mean over seeds")
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, out)
+    plt.close(fig)
+
+
 def render(
-    rows: List[Dict[str, object]],
-    peers: List[Dict[str, object]],
+    rows: Dict[str, Row],
+    capacity: List[str],
+    grid: List[str],
+    default: List[str],
+    peers: List[Dict[str, Any]],
     test_sets: Sequence[str],
     paper: str,
-    plot_name: str,
+    conf_dir: Path,
+    plot_dir: str,
+    plots: Sequence[str],
 ) -> str:
     out = [BEGIN, "<!-- Generated by egs/librispeech/asr1/local/ablation_report.py -->"]
-    described = [
-        f"- `{r['name']}`: {r['description']}" for r in rows if r["description"]
+    grouped = set(capacity) | set(grid) | set(default)
+    groups = [
+        ("Capacity curve: plain Conformers", [rows[n] for n in capacity if n in rows]),
+        ("The grid", [rows[n] for n in grid if n in rows]),
+        ("At the main job's budget", [rows[n] for n in default if n in rows]),
+        (
+            "Deep reuse: diagnosis",
+            [r for n, r in sorted(rows.items()) if n not in grouped],
+        ),
     ]
-    if described:
-        out += ["", "### Rows", ""] + described
-    out += ["", "### Results (mini corpus)", ""]
-    if rows:
-        out += [asr_table(rows, test_sets), ""]
-        out += [f"![WER against unique parameters]({plot_name})", ""]
-    else:
-        out += ["No row trained yet (`local/ablation.sh --stage 2`).", ""]
+    for title, group in groups:
+        out += ["", f"### {title}", ""]
+        if not group:
+            out += ["No run recorded yet (`local/ablation.sh`, stage 2).", ""]
+            continue
+        out += [f"- `{r.name}`: {r.description(conf_dir)}" for r in group] + [""]
+        for decode, what in DECODES:
+            out += [f"WER and CER (%), {what}; mean (seeds):", ""]
+            out += [error_table(group, decode, test_sets), ""]
+        out += ["Cost:", "", cost_table(group), ""]
+        if title.startswith("Deep"):
+            out += ["Per epoch:", "", curve_table(group), ""]
+    for name in plots:
+        out += [f"![{PLOT_TITLES[name]}]({plot_dir}/{name})", ""]
     if peers:
         out += ["### Peers on the same test sets", "", peer_table(peers, test_sets), ""]
     out += ["### LibriSpeech 960 h configs (paper scale)", "", paper, "", END]
@@ -341,35 +526,74 @@ def splice(doc: Path, generated: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--exps", type=Path, nargs="+", required=True)
-    parser.add_argument("--peers", type=Path, nargs="*", default=[])
+    parser.add_argument("--records", type=Path, required=True, help="runs' records")
+    parser.add_argument("--peer_records", type=Path, help="peers' records")
+    parser.add_argument("--capacity", type=str.split, default=[], help="capacity rows")
+    parser.add_argument("--grid", type=str.split, default=[], help="grid rows")
     parser.add_argument(
-        "--test_sets", default="test_sentences test_voices test_librivox"
+        "--default", type=str.split, default=[], help="rows at the main job's budget"
     )
+    parser.add_argument(
+        "--test_sets",
+        type=str.split,
+        default="dev test_sentences test_voices test_librivox".split(),
+    )
+    parser.add_argument("--conf_dir", type=Path, default=Path("conf/ablation"))
     parser.add_argument("--tuning", type=Path, default=Path("conf/tuning"))
     parser.add_argument("--doc", type=Path, required=True)
-    parser.add_argument("--plot", type=Path, required=True)
+    parser.add_argument("--plots", type=Path, required=True, help="plot directory")
     args = parser.parse_args(argv)
-    test_sets = args.test_sets.split()
-    rows: List[Dict[str, object]] = []
-    peers: List[Dict[str, object]] = []
     try:
-        for exp in args.exps:
-            if not (exp / "config.yaml").exists():
-                print(f"ablation_report: skipping {exp}: not trained", file=sys.stderr)
-                continue
-            rows.append(asr_row(exp, test_sets))
-        for peer in args.peers:
-            if (peer / "system.json").exists():
-                peers.append(peer_row(peer, test_sets))
-        if not rows and not peers:
-            raise ValueError("no trained experiment among --exps and no peer")
+        rows = load_records(args.records)
+        peers = load_peers(args.peer_records)
         paper = paper_scale_table(args.tuning)
-        if rows:
-            plot(rows, test_sets, args.plot)
+        args.plots.mkdir(parents=True, exist_ok=True)
+        capacity = [rows[n] for n in args.capacity if n in rows]
+        grid = [rows[n] for n in args.grid if n in rows]
+        # The capacity rows all learn alike; the curves are for the others.
+        others = [r for n, r in sorted(rows.items()) if n not in args.capacity]
+        plots = []
+        if capacity:
+            plots.append("capacity.png")
+            plot_capacity(capacity, args.test_sets, args.plots / plots[-1])
+        if grid:
+            plots.append("grid_params.png")
+            plot_grid(
+                grid,
+                capacity,
+                lambda r: r.unique / 1e6,
+                "unique parameters (millions, log scale)",
+                "The grid: dev WER against unique parameters (bars: seeds)",
+                args.plots / plots[-1],
+            )
+            plots.append("grid_compute.png")
+            plot_grid(
+                grid,
+                capacity,
+                lambda r: r.gflops,
+                "encoder GFLOPs per second of audio (log scale; every row "
+                "trains on the same audio, so training compute is proportional)",
+                "The grid: dev WER against training compute (bars: seeds)",
+                args.plots / plots[-1],
+            )
+        if others:
+            plots.append("curves.png")
+            plot_curves(others, args.plots / plots[-1])
+        plot_dir = Path(os.path.relpath(args.plots, args.doc.parent)).as_posix()
         text = splice(
             args.doc,
-            render(rows, peers, test_sets, paper, args.plot.name),
+            render(
+                rows,
+                args.capacity,
+                args.grid,
+                args.default,
+                peers,
+                args.test_sets,
+                paper,
+                args.conf_dir,
+                plot_dir,
+                plots,
+            ),
         )
     except (OSError, ValueError, KeyError) as e:
         print(f"ablation_report: ERROR: {e}", file=sys.stderr)
