@@ -33,11 +33,9 @@
 # again and it does what is left. asr.sh resumes an interrupted training
 # from its last checkpoint while exp/ is still there.
 set -euo pipefail
-
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/utils/log.sh
+. scripts/utils/log.sh
 
 # >>> options (name=default  # help); --help lists these lines
 stage=1                    # first stage to run (1 data, 2 rows, 3 peers and report)
@@ -64,7 +62,6 @@ doc=../../../docs/ablation.md  # generated report (tables; the reading is kept)
 plots=../../../docs/ablation  # directory of the generated plots
 # <<< options
 
-cd "$(dirname "$0")/.."
 # shellcheck source=scripts/utils/options.sh
 . scripts/utils/options.sh
 parse_options "$0" "$@"
