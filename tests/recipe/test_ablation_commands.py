@@ -8,7 +8,6 @@ them in a scratch copy of the recipe's scripts and configs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from pipeline_helpers import RECIPE_DIR
+from pipeline_helpers import RECIPE_DIR, local_module
 
 
 def copy_recipe(dest: Path) -> Path:
@@ -132,7 +131,7 @@ def test_a_run_with_a_current_record_is_skipped_and_a_stale_one_redone(
     records = tmp_path / "records"
     records.mkdir()
     config = recipe / "conf/ablation/conformer_6x48.yaml"
-    sha = hashlib.sha256(config.read_bytes()).hexdigest()
+    sha = local_module("ablation_record").config_sha256(config)
     (records / "conformer_6x48_seed1.json").write_text(
         json.dumps({"config_sha256": sha})
     )
@@ -140,6 +139,11 @@ def test_a_run_with_a_current_record_is_skipped_and_a_stale_one_redone(
         json.dumps({"config_sha256": "0" * 64})
     )
     args = ["--stage", "2", "--stop_stage", "2", "--records", str(records)]
+    cmds = dry_run(recipe, "--rows", "conformer_6x48", "--seeds", "1 2", *args)
+    tags = {option(c, "--asr_tag") for c in cmds if c[0] == "./asr.sh"}
+    assert tags == {"ablation_conformer_6x48_seed2"}
+    # a comment is not the config's content
+    config.write_text("# a new comment\n" + config.read_text())
     cmds = dry_run(recipe, "--rows", "conformer_6x48", "--seeds", "1 2", *args)
     tags = {option(c, "--asr_tag") for c in cmds if c[0] == "./asr.sh"}
     assert tags == {"ablation_conformer_6x48_seed2"}

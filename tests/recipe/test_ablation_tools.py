@@ -4,7 +4,6 @@ its own part of docs/ablation.md."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -275,7 +274,8 @@ def test_record_keeps_a_finished_scored_run_and_refuses_anything_less(
     assert run("dev") == 0
     kept = json.loads(out.read_text())
     assert kept["row"] == "conformer_6x48" and kept["seed"] == 1
-    assert kept["config_sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert kept["config_sha256"] == record.config_sha256(config)
+    assert record.is_current(out, config)
     assert [e["valid_cer_ctc"] for e in kept["epochs"]][-1] == 0.05
     wer = kept["decodes"]["decode_acoustic"]["sets"]["dev"]["wer"]
     assert (wer["n_Err"], wer["Err"]) == (1, 20.0)  # one deletion in 5 words

@@ -133,12 +133,8 @@ fi
 # The record of a run is up to date when it was made from the row's config
 # as it is now.
 record_is_current() { # ROW SEED
-    local record=${records}/$1_seed$2.json
-    [ -f "${record}" ] || return 1
-    python3 -c 'import hashlib, json, sys
-record = json.load(open(sys.argv[1]))
-sha = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
-sys.exit(record.get("config_sha256") != sha)' "${record}" "conf/ablation/$1.yaml"
+    python3 local/ablation_record.py --is_current "${records}/$1_seed$2.json" \
+        --config "conf/ablation/$1.yaml"
 }
 
 # run_one ROW SEED: train, decode both ways, score, and keep the record.

@@ -9,7 +9,10 @@
 The experiment directory is large and stays on the machine that trained it;
 the record is what ``local/ablation_report.py`` reads, so a study can span
 machines and sessions: runs whose records are committed are not run again
-(``local/ablation.sh`` compares ``config_sha256``).
+(``local/ablation.sh`` asks ``ablation_record.py --is_current RECORD
+--config CONFIG``, which compares ``config_sha256``: the SHA-256 of the
+config's content, parsed and dumped as sorted JSON, so that a comment or a
+layout change of the config does not void its runs).
 
 A record holds the row and seed; the config's path, SHA-256 and encoder
 options; unique and virtual parameters (``espnet_shared_conformer.params``);
@@ -58,6 +61,20 @@ _TIMESPAN = re.compile(
 
 class RecordError(Exception):
     """The experiment is not a finished, scored run."""
+
+
+def config_sha256(config: Path) -> str:
+    """SHA-256 of a config's content: its YAML parsed and dumped as sorted
+    JSON (comments, order and layout do not count)."""
+    content = yaml.safe_load(Path(config).read_text())
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def is_current(record: Path, config: Path) -> bool:
+    """Whether ``record`` exists and was made from ``config`` as it is now."""
+    if not record.is_file():
+        return False
+    return json.loads(record.read_text()).get("config_sha256") == config_sha256(config)
 
 
 def parse_epochs(train_log: Path) -> List[Dict[str, float]]:
@@ -197,7 +214,7 @@ def build_record(args: argparse.Namespace) -> Dict[str, Any]:
         "row": args.row,
         "seed": args.seed,
         "config": str(args.config),
-        "config_sha256": hashlib.sha256(config_text).hexdigest(),
+        "config_sha256": config_sha256(args.config),
         "encoder": config["encoder"],
         "encoder_conf": config.get("encoder_conf", {}),
         "scheduler_conf": config.get("scheduler_conf", {}),
@@ -250,10 +267,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--peer", type=Path, help="a peer's output directory (local/peers.py) instead"
     )
     parser.add_argument(
-        "--test_sets", type=str.split, required=True, help="scored sets"
+        "--is_current",
+        type=Path,
+        metavar="RECORD",
+        help="only say (exit 0 or 1) whether RECORD was made from --config as it is",
     )
-    parser.add_argument("--out", type=Path, required=True, help="record to write")
+    parser.add_argument("--test_sets", type=str.split, help="scored sets")
+    parser.add_argument("--out", type=Path, help="record to write")
     args = parser.parse_args(argv)
+    if args.is_current is not None:
+        if args.config is None:
+            parser.error("--is_current needs --config")
+        return 0 if is_current(args.is_current, args.config) else 1
+    if args.test_sets is None or args.out is None:
+        parser.error("--test_sets and --out are required")
     if args.peer is None:
         missing = [
             f"--{k}"
