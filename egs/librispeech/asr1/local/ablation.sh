@@ -41,7 +41,7 @@ cd "$(dirname "$0")/.."
 stage=1                    # first stage to run (1 data, 2 rows, 3 peers and report)
 stop_stage=3               # last stage to run
 capacity_rows="conformer_6x48 conformer_6x64 conformer_6x80 conformer_6x96 conformer_6x144"  # step 1: plain Conformers at the virtual depth
-grid_rows=""               # step 2: the grid at the budget chosen from the capacity curve
+grid_rows="conformer_2x96 conformer_6x60 repeat_2x3_96 deep_repeat_2x6_96 share_modules_96 tie_3x2_96 lowrank_96 conformer_6x96"  # step 2: the grid at B ~ 0.62M (virtual model 6 x 96)
 default_rows="shared_3x2_144 conformer_3x144"  # the main job's model against a plain one of its size
 rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: the three groups above
 seeds="1 2"                # training seeds of each row (initialization and data order)
@@ -79,6 +79,9 @@ done
 if [ -z "${rows}" ]; then
     rows="${capacity_rows} ${grid_rows} ${default_rows}"
 fi
+# A row named twice (the upper bound is on the curve and in the grid) runs once.
+# shellcheck disable=SC2086  # rows is a list of names
+rows=$(printf '%s\n' ${rows} | awk '!seen[$0]++' | tr '\n' ' ')
 for row in ${rows}; do
     [ -f "conf/ablation/${row}.yaml" ] || _die_usage "no config conf/ablation/${row}.yaml"
 done

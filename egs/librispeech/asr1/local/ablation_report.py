@@ -29,6 +29,7 @@ unique parameters and against training compute) and ``curves.png``
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -159,8 +160,11 @@ def describe_config(config: Path) -> str:
             break
         lines.append(line[1:].strip())
     text = " ".join(lines)
-    # The boilerplate that starts every row's header says nothing of the row.
-    return text.split("): ", 1)[-1] if text.startswith("Ablation") else text
+    # The boilerplate of every row's header says nothing of the row: where it
+    # belongs ("Ablation, grid (local/ablation.sh; docs/ablation.md): ") and
+    # that the rest is the main job's config.
+    text = re.sub(r"^[^(]*\([^)]*\): ", "", text)
+    return text.replace(" Everything but the encoder is conf/train_asr.yaml's.", "")
 
 
 def load_records(directory: Path) -> Dict[str, Row]:
