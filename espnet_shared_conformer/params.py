@@ -1,6 +1,6 @@
 """Parameter counts: the counting rule, and a report for an ASR config.
 
-The rule (DESIGN.md): embedding + ``after_norm`` + each distinct module
+The rule: embedding + ``after_norm`` + each distinct module
 instance once + the LayerNorms of each block (or of each virtual layer with
 ``per_layer_norms``); a low-rank projection counts ``r*(in+out)`` plus its
 bias, and a shared factor counts once. :func:`encoder_block_parameters`
@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
-from espnet_shared_conformer.plan import Projection, SharingPlan
+from espnet_shared_conformer.plan import Projection, SharingOptions, SharingPlan
 
 __all__ = [
     "ParameterReport",
@@ -32,33 +32,6 @@ __all__ = [
     "virtual_equivalent_options",
 ]
 
-# Constructor defaults of ESPnet's ConformerEncoder that the rule depends on.
-_DEFAULTS: Dict[str, Any] = dict(
-    output_size=256,
-    attention_heads=4,
-    linear_units=2048,
-    num_blocks=6,
-    normalize_before=True,
-    concat_after=False,
-    positionwise_layer_type="linear",
-    positionwise_conv_kernel_size=3,
-    macaron_style=False,
-    selfattention_layer_type="rel_selfattn",
-    use_cnn_module=True,
-    cnn_module_kernel=31,
-    qk_norm=False,
-)
-_SHARING_OPTIONS = (
-    "num_unique_blocks",
-    "repeat_schedule",
-    "share_across_layers",
-    "tie_macaron_ffn",
-    "tie_attention_projections",
-    "lowrank_rank",
-    "lowrank_modules",
-    "lowrank_shared_factor",
-    "per_layer_norms",
-)
 _PARTS = (
     "frontend",
     "specaug",
@@ -74,29 +47,23 @@ _PARTS = (
 
 def virtual_equivalent_options(options: Mapping[str, Any]) -> Dict[str, Any]:
     """The options of the unshared, full-rank Conformer with the same virtual depth."""
-    return {k: v for k, v in options.items() if k not in _SHARING_OPTIONS}
+    return {k: v for k, v in options.items() if k not in SharingOptions.names()}
 
 
 def encoder_block_parameters(options: Mapping[str, Any]) -> int:
     """Unique parameters of a shared Conformer encoder, without its embedding.
 
     ``options`` are the encoder's constructor arguments (``encoder_conf``);
-    missing ones take ESPnet's defaults. The embedding is left out because
-    its size depends on the input layer's own arithmetic; count it from the
-    module.
+    missing ones take the encoder's defaults. The embedding is left out
+    because its size depends on the input layer's own arithmetic; count it
+    from the module. Nothing is built, but reading the defaults imports the
+    encoder (and so torch and ESPnet).
     """
-    o = {**_DEFAULTS, **options}
+    from espnet_shared_conformer.encoder import default_options
+
+    o = {**default_options(), **options}
     d = o["output_size"]
-    plan = SharingPlan.from_options(
-        num_blocks=o["num_blocks"],
-        output_size=d,
-        linear_units=o["linear_units"],
-        macaron_style=o["macaron_style"],
-        use_cnn_module=o["use_cnn_module"],
-        positionwise_layer_type=o["positionwise_layer_type"],
-        relative_attention=o["selfattention_layer_type"] != "selfattn",
-        **{k: options[k] for k in _SHARING_OPTIONS if k in options},
-    )
+    plan = SharingPlan.build(SharingOptions.from_conf(o), o)
 
     total = 0
     for block in range(plan.num_unique_blocks):
