@@ -49,10 +49,12 @@ import math
 import os
 import sys
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from espnet_shared_conformer.params import count_parameters
 
 __all__ = [
     "EncoderCTC",
@@ -61,7 +63,6 @@ __all__ = [
     "deduplicate_initializers",
     "export_onnx",
     "main",
-    "unique_parameter_bytes",
 ]
 
 INPUT_NAMES = ("feats", "feats_lengths")
@@ -374,15 +375,6 @@ def check_onnx(
     return worst
 
 
-def unique_parameter_bytes(modules: List[nn.Module]) -> int:
-    """fp32 bytes of the unique parameters of ``modules`` (shared ones once)."""
-    seen = {}
-    for module in modules:
-        for p in module.parameters():
-            seen[id(p)] = p.numel()
-    return 4 * sum(seen.values())
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m espnet_shared_conformer.onnx_export",
@@ -422,7 +414,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     diff = check_onnx(args.out, wrapper)
     parts = [model.encoder] + ([model.ctc] if ctc is not None else [])
     size = os.path.getsize(args.out)
-    unique = unique_parameter_bytes(parts)
+    unique = 4 * count_parameters(*parts)  # fp32 bytes
     print(
         f"wrote {args.out}: {size:,} bytes; unique parameters at fp32 {unique:,} bytes "
         f"({size / unique:.2f}x); {removed} duplicate initializers removed; largest "

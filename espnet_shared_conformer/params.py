@@ -29,6 +29,7 @@ __all__ = [
     "count_parameters",
     "encoder_block_parameters",
     "main",
+    "parameters_by_part",
     "virtual_equivalent_options",
 ]
 
@@ -121,9 +122,37 @@ def _projection_parameters(
     return p.in_features * p.out_features + bias
 
 
-def count_parameters(module) -> int:
-    """Unique parameters of a torch module (a shared tensor counts once)."""
-    return sum(p.numel() for p in module.parameters())
+def count_parameters(*modules) -> int:
+    """Unique parameters of torch ``modules`` together.
+
+    A tensor shared inside a module or between them counts once (``parameters()``
+    lists a module's shared tensors once already).
+    """
+    unique = {id(p): p for module in modules for p in module.parameters()}
+    return sum(p.numel() for p in unique.values())
+
+
+def parameters_by_part(model, parts: Optional[Sequence[str]] = None) -> Dict[str, int]:
+    """Unique parameters of each part of ``model``, in ``parts`` order.
+
+    ``parts`` name child modules (default: all of ``model``'s, in order); a
+    name the model lacks, or that is not a module, is left out. A tensor two
+    parts share counts in the first.
+    """
+    import torch
+
+    if parts is None:
+        parts = [name for name, _ in model.named_children()]
+    counts = {}
+    counted: List = []
+    for name in parts:
+        module = getattr(model, name, None)
+        if isinstance(module, torch.nn.Module):
+            # What this part adds to the parts before it.
+            before = count_parameters(*counted)
+            counts[name] = count_parameters(*counted, module) - before
+            counted.append(module)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -159,7 +188,6 @@ class ParameterReport:
         The vocabulary comes from ``token_list`` (a file, as ESPnet writes
         them), else from the config's own ``token_list``, else ``vocab_size``.
         """
-        import torch
         from espnet2.tasks.asr import ASRTask
 
         from espnet_shared_conformer._registry import register
@@ -199,15 +227,7 @@ class ParameterReport:
             )
         model = ASRTask.build_model(args)
 
-        parts = {}
-        seen = set()
-        for name in _PARTS:
-            module = getattr(model, name, None)
-            if not isinstance(module, torch.nn.Module):
-                continue
-            unique = [p for p in module.parameters() if id(p) not in seen]
-            seen.update(id(p) for p in unique)
-            parts[name] = sum(p.numel() for p in unique)
+        parts = parameters_by_part(model, _PARTS)
         total = count_parameters(model)
         parts["other"] = total - sum(parts.values())
 

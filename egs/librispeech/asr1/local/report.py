@@ -35,15 +35,12 @@ def count_parameters(config: Path, model_file: Path) -> Dict[str, int]:
     from espnet2.tasks.asr import ASRTask
 
     import espnet_shared_conformer
+    from espnet_shared_conformer import params
 
     espnet_shared_conformer.register()
     model, _ = ASRTask.build_model_from_file(config, model_file, device="cpu")
-    counts = {}
-    for name, module in model.named_children():
-        n = sum(p.numel() for p in module.parameters())
-        if n:
-            counts[name] = n
-    counts["total"] = sum(p.numel() for p in model.parameters())
+    counts = {k: n for k, n in params.parameters_by_part(model).items() if n}
+    counts["total"] = params.count_parameters(model)
     return counts
 
 
