@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from espnet_shared_conformer.config_dump import is_config_dump, training_options
 from espnet_shared_conformer.plan import Projection, SharingOptions, SharingPlan
 
 __all__ = [
@@ -198,17 +199,11 @@ class ParameterReport:
         parser = ASRTask.get_parser()
         with open(config, encoding="utf-8") as f:
             resolved = yaml.safe_load(f) or {}
-        if "required" in resolved:
-            # An experiment's config.yaml (ESPnet's dump of its namespace) also
-            # holds values the trainer sets itself (``required``,
-            # ``distributed``), which --config rejects. Loading a config is
-            # set_defaults (espnet2.utils.config_argparse), so do that with the
-            # options the parser has, except the dump's own ``config`` (the
-            # training config's path, relative to where training ran). A
-            # hand-written config still goes through --config, where a
-            # misspelt key stays an error.
-            known = {action.dest for action in parser._actions} - {"config"}
-            parser.set_defaults(**{k: v for k, v in resolved.items() if k in known})
+        if is_config_dump(resolved):
+            # Loading a config is set_defaults (espnet2.utils.config_argparse):
+            # do that with the options the dump holds. A hand-written config
+            # still goes through --config, where a misspelt key stays an error.
+            parser.set_defaults(**training_options(resolved, parser))
             argv = []
         else:
             argv = ["--config", config]
