@@ -54,6 +54,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from espnet_shared_conformer._cli import add_model_arguments, command_parser
 from espnet_shared_conformer.modules import LowRankLinear, resolve
 from espnet_shared_conformer.params import count_parameters
 from espnet_shared_conformer.plan import REPEAT_SCHEDULES, SharingOptions
@@ -65,6 +66,7 @@ __all__ = [
     "compress_encoder",
     "compress_model",
     "compress_state_dict",
+    "get_parser",
     "main",
     "truncated_svd",
 ]
@@ -442,16 +444,15 @@ def compress_model(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_shared_conformer.compress",
-        description="Compress a trained ESPnet Conformer ASR model into a "
+def get_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "compress",
+        "Compress a trained ESPnet Conformer ASR model into a "
         "shared_conformer (truncated SVD for low-rank projections, the first or "
         "mean of the replaced layers for shared modules), ready to decode or "
         "fine-tune.",
     )
-    parser.add_argument("--config", required=True, help="trained model's config.yaml")
-    parser.add_argument("--model", required=True, help="trained model's weights")
+    add_model_arguments(parser)
     parser.add_argument("--out_dir", required=True, help="gets config.yaml, model.pth")
     _add_sharing_arguments(parser)
     parser.add_argument(
@@ -504,7 +505,7 @@ def _schedule_argument(value: str):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    args = get_parser().parse_args(argv)
     options = {name: getattr(args, name) for name in SharingOptions.names()}
     try:
         report = compress_model(

@@ -54,6 +54,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from espnet_shared_conformer._cli import add_model_arguments, command_parser
 from espnet_shared_conformer.params import count_parameters
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "compact_names",
     "deduplicate_initializers",
     "export_onnx",
+    "get_parser",
     "main",
 ]
 
@@ -375,15 +377,14 @@ def check_onnx(
     return worst
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_shared_conformer.onnx_export",
-        description="Export an ESPnet ASR model's encoder and CTC head "
+def get_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "onnx_export",
+        "Export an ESPnet ASR model's encoder and CTC head "
         "(features -> CTC log-posteriors) to ONNX, with dynamic batch and time "
         "axes and shared weights stored once; check it against PyTorch.",
     )
-    parser.add_argument("--config", required=True, help="ASR config.yaml")
-    parser.add_argument("--model", required=True, help="model weights (.pth)")
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument(
@@ -392,7 +393,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="largest difference accepted"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
 
     from espnet2.tasks.asr import ASRTask
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from espnet_shared_conformer._cli import command_parser
 from espnet_shared_conformer.config_dump import is_config_dump, training_options
 from espnet_shared_conformer.plan import Projection, SharingOptions, SharingPlan
 
@@ -29,6 +30,7 @@ __all__ = [
     "ParameterReport",
     "count_parameters",
     "encoder_block_parameters",
+    "get_parser",
     "main",
     "parameters_by_part",
     "virtual_equivalent_options",
@@ -270,10 +272,10 @@ class ParameterReport:
         return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_shared_conformer.params",
-        description="Unique parameters per part of the ASR model an ESPnet config "
+def get_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "params",
+        "Unique parameters per part of the ASR model an ESPnet config "
         "describes, the virtual-equivalent encoder, the compression ratio and the "
         "model's size at fp32 and int8.",
     )
@@ -286,7 +288,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=5000,
         help="vocabulary size when the config names no token list",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
     reports: List[str] = []
     for config in args.config:
         try:

@@ -8,7 +8,7 @@ import yaml
 from typeguard import TypeCheckError
 
 from espnet_shared_conformer._compat import ConformerEncoder
-from espnet_shared_conformer.compress import _parser
+from espnet_shared_conformer.compress import get_parser
 from espnet_shared_conformer.encoder import default_options
 from espnet_shared_conformer.plan import SharingOptions
 
@@ -113,13 +113,13 @@ def test_the_encoder_takes_espnets_conformer_options_with_espnets_defaults():
 
 
 def test_the_compress_command_line_defaults_are_the_options_defaults():
-    args = _parser().parse_args(REQUIRED)
+    args = get_parser().parse_args(REQUIRED)
     given = {name: getattr(args, name) for name in SharingOptions.names()}
     assert SharingOptions(**given) == SharingOptions()
 
 
 def test_the_compress_command_line_sets_every_option():
-    args = _parser().parse_args(
+    args = get_parser().parse_args(
         REQUIRED
         + ["--num_unique_blocks", "2", "--repeat_schedule", "0,1,1,0"]
         + ["--share_across_layers", "conv", "mhsa", "--tie_macaron_ffn"]
@@ -151,5 +151,5 @@ def test_the_compress_command_line_sets_every_option():
 )
 def test_the_compress_command_line_refuses_what_the_options_refuse(argv, capsys):
     with pytest.raises(SystemExit):
-        _parser().parse_args(REQUIRED + argv)
+        get_parser().parse_args(REQUIRED + argv)
     assert argv[1] in capsys.readouterr().err
