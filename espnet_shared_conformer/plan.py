@@ -63,7 +63,9 @@ def _one_of(name: str, value: str, choices: Tuple[str, ...]) -> None:
         raise ValueError(f"{name} ({value!r}) must be one of {list(choices)}")
 
 
-def _schedule(name: str, value: Union[str, Tuple[int, ...]], choices) -> None:
+def _schedule(
+    name: str, value: Union[str, Tuple[int, ...]], choices: Tuple[str, ...]
+) -> None:
     if isinstance(value, str):
         if value not in choices:
             raise ValueError(
@@ -229,8 +231,9 @@ class SharingOptions:
         """These options with every option that shares weights at its default.
 
         What is left factorizes each weight on its own (``lowrank_rank``,
-        ``lowrank_modules``): the encoder that computes what this one does
-        with every shared tensor copied to each place that uses it.
+        ``lowrank_modules``): the options of the unrolled encoder, which
+        computes what this one does when each place that uses a shared
+        tensor holds a copy of it.
         """
         return replace(
             self,
