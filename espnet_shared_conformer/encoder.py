@@ -10,7 +10,7 @@ new option at its default the encoder *is* ESPnet's Conformer: same
 """
 
 import inspect
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.asr.ctc import CTC
@@ -56,15 +56,18 @@ _NOT_FOR_TEMPLATE = (
     "layer_drop_rate",
     "subsampling_channels",
 )
+# The sharing options' defaults, for the constructor's signature.
+_DEFAULT = SharingOptions()
 
 
 class SharedConformerEncoder(AbsEncoder):
     """Conformer encoder with repeated blocks, shared modules and low-rank factors.
 
     Takes every argument of ``espnet2.asr.encoder.conformer_encoder.
-    ConformerEncoder`` (same names, same defaults), the sharing options of
-    :class:`~espnet_shared_conformer.plan.SharingOptions` as keywords
-    (``num_unique_blocks``, ``lowrank_rank``, ...), and:
+    ConformerEncoder`` (same names, same defaults), the sharing options as
+    keywords (``num_unique_blocks`` to ``per_layer_norms``: the fields of
+    :class:`~espnet_shared_conformer.plan.SharingOptions`, which documents
+    and checks each one), and:
 
     Args:
         subsampling_channels: Channels of the convolutional subsampling
@@ -112,18 +115,27 @@ class SharedConformerEncoder(AbsEncoder):
         use_flash_attn: bool = True,
         use_sdpa: bool = False,
         subsampling_channels: Optional[int] = None,
-        **sharing: Any,
+        # The sharing options, spelt out (not **kwargs) so that ESPnet's
+        # --print_config lists them with their defaults; a test keeps names,
+        # order and defaults equal to SharingOptions' fields. Lists are
+        # Sequences here: YAML gives lists, SharingOptions keeps tuples.
+        *,
+        num_unique_blocks: Optional[int] = _DEFAULT.num_unique_blocks,
+        repeat_schedule: Union[str, Sequence[int]] = _DEFAULT.repeat_schedule,
+        share_across_layers: Sequence[str] = _DEFAULT.share_across_layers,
+        tie_macaron_ffn: bool = _DEFAULT.tie_macaron_ffn,
+        tie_attention_projections: str = _DEFAULT.tie_attention_projections,
+        lowrank_rank: Optional[int] = _DEFAULT.lowrank_rank,
+        lowrank_modules: Optional[Sequence[str]] = _DEFAULT.lowrank_modules,
+        lowrank_shared_factor: str = _DEFAULT.lowrank_shared_factor,
+        per_layer_norms: bool = _DEFAULT.per_layer_norms,
     ):
         arguments = locals()
         conformer = {name: arguments[name] for name in _conformer_argument_names()}
-        unknown = sorted(set(sharing) - set(SharingOptions.names()))
-        if unknown:
-            raise TypeError(
-                f"SharedConformerEncoder got unknown options {unknown}: neither "
-                "ESPnet's ConformerEncoder nor SharingOptions has them"
-            )
         super().__init__()
-        self.sharing = SharingOptions(**sharing)
+        self.sharing = SharingOptions(
+            **{name: arguments[name] for name in SharingOptions.names()}
+        )
         # The arguments as given: what a copy, a report or a converter rebuilds from.
         self.build_options = {**conformer, **self.sharing.to_conf()}
         check_conformer_options(conformer)
@@ -361,7 +373,8 @@ def _layer_masks(masks: torch.Tensor) -> Optional[torch.Tensor]:
 
 
 def _conformer_argument_names() -> Tuple[str, ...]:
-    """The constructor's named arguments: ESPnet's and ``subsampling_channels``."""
+    """The constructor's arguments before the sharing options (which are
+    keyword-only): ESPnet's and ``subsampling_channels``."""
     parameters = inspect.signature(SharedConformerEncoder.__init__).parameters
     return tuple(
         name

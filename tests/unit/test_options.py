@@ -2,14 +2,17 @@
 
 import dataclasses
 import inspect
+import io
+import sys
 
 import pytest
 import yaml
 from typeguard import TypeCheckError
 
 from espnet_shared_conformer._compat import ConformerEncoder
+from espnet_shared_conformer.bin import asr_train
 from espnet_shared_conformer.compress import get_parser
-from espnet_shared_conformer.encoder import default_options
+from espnet_shared_conformer.encoder import SharedConformerEncoder, default_options
 from espnet_shared_conformer.plan import SharingOptions
 
 from conftest import build
@@ -98,8 +101,30 @@ def test_a_wrong_type_names_the_option_and_the_type():
 
 
 def test_an_unknown_encoder_option_is_named():
-    with pytest.raises(TypeError, match=r"unknown options \['num_unique_block'\]"):
+    with pytest.raises(TypeError, match=r"keyword argument 'num_unique_block'"):
         build(num_unique_block=2)
+
+
+def test_the_encoder_spells_out_each_sharing_option_with_its_default():
+    """ESPnet reads encoder options and defaults from the constructor's
+    signature; there they must be SharingOptions' fields, in order."""
+    parameters = inspect.signature(SharedConformerEncoder).parameters.values()
+    keyword_only = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+    assert keyword_only == {
+        o.name: o.default for o in dataclasses.fields(SharingOptions)
+    }
+    assert list(keyword_only) == list(SharingOptions.names())
+
+
+def test_print_config_lists_each_sharing_option_with_its_default(monkeypatch):
+    # What asr_train --print_config runs; ESPnet parses sys.argv there itself.
+    argv = ["asr_train", "--print_config", "--encoder", "shared_conformer"]
+    monkeypatch.setattr(sys, "argv", argv)
+    printed = io.StringIO()
+    asr_train.ASRTask.print_config(file=printed)
+    encoder_conf = yaml.safe_load(printed.getvalue())["encoder_conf"]
+    defaults = SharingOptions().to_conf()
+    assert {k: encoder_conf.get(k, "(missing)") for k in defaults} == defaults
 
 
 def test_the_encoder_takes_espnets_conformer_options_with_espnets_defaults():
