@@ -15,6 +15,7 @@ from espnet_shared_conformer._registry import ENCODER_NAME, is_registered, regis
 __all__ = [
     "ENCODER_NAME",
     "SharedConformerEncoder",
+    "SharingOptions",
     "SharingPlan",
     "is_registered",
     "register",
@@ -30,8 +31,8 @@ def __getattr__(name: str) -> object:
         from espnet_shared_conformer.encoder import SharedConformerEncoder
 
         return SharedConformerEncoder
-    if name == "SharingPlan":
-        from espnet_shared_conformer.plan import SharingPlan
+    if name in ("SharingOptions", "SharingPlan"):
+        from espnet_shared_conformer import plan
 
-        return SharingPlan
+        return getattr(plan, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,6 +46,7 @@ import dataclasses
 import math
 import os
 import sys
+import typing
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -53,8 +54,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from espnet_shared_conformer._cli import add_model_arguments, command_parser
 from espnet_shared_conformer.modules import LowRankLinear, resolve
 from espnet_shared_conformer.params import count_parameters
+from espnet_shared_conformer.plan import REPEAT_SCHEDULES, SharingOptions
 
 __all__ = [
     "INIT_CHOICES",
@@ -63,24 +66,13 @@ __all__ = [
     "compress_encoder",
     "compress_model",
     "compress_state_dict",
+    "get_parser",
     "main",
     "truncated_svd",
 ]
 
 INIT_CHOICES: Tuple[str, ...] = ("first", "mean")
 
-# Encoder options that make a shared_conformer share or factorize something.
-_SHARING_DEFAULTS: Dict[str, Any] = dict(
-    num_unique_blocks=None,
-    repeat_schedule="cyclic",
-    share_across_layers=[],
-    tie_macaron_ffn=False,
-    tie_attention_projections="none",
-    lowrank_rank=None,
-    lowrank_modules=None,
-    lowrank_shared_factor="none",
-    per_layer_norms=False,
-)
 _SOURCE_ENCODERS = ("conformer", "shared_conformer")
 
 
@@ -402,12 +394,13 @@ def compress_model(
 
     from espnet_shared_conformer._registry import ENCODER_NAME, register
 
-    unknown = sorted(set(options) - set(_SHARING_DEFAULTS))
+    unknown = sorted(set(options) - set(SharingOptions.names()))
     if unknown:
         raise ValueError(
             f"options ({unknown}) are not sharing options; known: "
-            f"{sorted(_SHARING_DEFAULTS)}"
+            f"{list(SharingOptions.names())}"
         )
+    sharing = SharingOptions(**options)
     with open(config, encoding="utf-8") as f:
         train_config = yaml.safe_load(f)
     encoder = train_config.get("encoder")
@@ -416,16 +409,14 @@ def compress_model(
             f"{config}: encoder ({encoder!r}) must be one of {list(_SOURCE_ENCODERS)}"
         )
     conf = dict(train_config.get("encoder_conf") or {})
-    shared = {
-        k: conf[k] for k, v in _SHARING_DEFAULTS.items() if k in conf and conf[k] != v
-    }
-    if set(shared) - {"lowrank_rank", "lowrank_modules"}:
+    source_sharing = SharingOptions.from_conf(conf)
+    if source_sharing.unshared() != source_sharing:
         raise ValueError(
-            f"{config}: the encoder already shares weights ({shared}); compress an "
-            "unshared Conformer"
+            f"{config}: the encoder already shares weights "
+            f"({source_sharing.changed()}); compress an unshared Conformer"
         )
-    conf = {k: v for k, v in conf.items() if k not in _SHARING_DEFAULTS}
-    conf.update({k: v for k, v in options.items() if v != _SHARING_DEFAULTS[k]})
+    conf = {k: v for k, v in conf.items() if k not in SharingOptions.names()}
+    conf.update(sharing.changed())
     new_config = dict(train_config, encoder=ENCODER_NAME, encoder_conf=conf)
 
     register()
@@ -453,54 +444,69 @@ def compress_model(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_shared_conformer.compress",
-        description="Compress a trained ESPnet Conformer ASR model into a "
+def get_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "compress",
+        "Compress a trained ESPnet Conformer ASR model into a "
         "shared_conformer (truncated SVD for low-rank projections, the first or "
         "mean of the replaced layers for shared modules), ready to decode or "
         "fine-tune.",
     )
-    parser.add_argument("--config", required=True, help="trained model's config.yaml")
-    parser.add_argument("--model", required=True, help="trained model's weights")
+    add_model_arguments(parser)
     parser.add_argument("--out_dir", required=True, help="gets config.yaml, model.pth")
-    parser.add_argument("--lowrank_rank", type=int, default=None, help="rank r")
-    parser.add_argument("--lowrank_modules", nargs="+", default=None)
+    _add_sharing_arguments(parser)
     parser.add_argument(
-        "--lowrank_shared_factor", choices=("none", "in", "out"), default="none"
+        "--init",
+        choices=INIT_CHOICES,
+        default="first",
+        help="what a tensor replacing several layers' tensors starts as",
     )
-    parser.add_argument("--num_unique_blocks", type=int, default=None)
-    parser.add_argument(
-        "--repeat_schedule",
-        default="cyclic",
-        help="cyclic, consecutive, or comma-separated block indices",
-    )
-    parser.add_argument("--share_across_layers", nargs="+", default=[])
-    parser.add_argument("--tie_macaron_ffn", action="store_true")
-    parser.add_argument(
-        "--tie_attention_projections", choices=("none", "qk", "qkv"), default="none"
-    )
-    parser.add_argument("--per_layer_norms", action="store_true")
-    parser.add_argument("--init", choices=INIT_CHOICES, default="first")
     return parser
 
 
+def _add_sharing_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per field of :class:`SharingOptions`, from its metadata."""
+    group = parser.add_argument_group("sharing options of the compressed encoder")
+    for option in dataclasses.fields(SharingOptions):
+        # argparse formats help with %: the schedule's "i % U" needs escaping.
+        help = option.metadata["help"].replace("%", "%%")
+        kwargs: Dict[str, Any] = dict(default=option.default, help=help)
+        choices = option.metadata["choices"] or None
+        if option.type is bool:
+            kwargs.update(action="store_true")
+        elif option.name == "repeat_schedule":
+            kwargs.update(type=_schedule_argument, help=f"{help} (comma-separated)")
+        elif _is_list(option.type):
+            kwargs.update(nargs="+", choices=choices)
+        elif choices:
+            kwargs.update(choices=choices)
+        else:
+            kwargs.update(type=int)
+        group.add_argument(f"--{option.name}", **kwargs)
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether ``annotation`` is ``Tuple[X, ...]`` or ``Optional[Tuple[X, ...]]``."""
+    arms = (annotation, *typing.get_args(annotation))
+    return any(typing.get_origin(arm) is tuple for arm in arms)
+
+
+def _schedule_argument(value: str):
+    """``cyclic``, ``consecutive``, or comma-separated block indices."""
+    if value in REPEAT_SCHEDULES:
+        return value
+    try:
+        return [int(i) for i in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is none of {list(REPEAT_SCHEDULES)} nor comma-separated "
+            "block indices"
+        ) from None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    schedule: Any = args.repeat_schedule
-    if schedule not in ("cyclic", "consecutive"):
-        schedule = [int(i) for i in schedule.split(",")]
-    options = dict(
-        num_unique_blocks=args.num_unique_blocks,
-        repeat_schedule=schedule,
-        share_across_layers=args.share_across_layers,
-        tie_macaron_ffn=args.tie_macaron_ffn,
-        tie_attention_projections=args.tie_attention_projections,
-        lowrank_rank=args.lowrank_rank,
-        lowrank_modules=args.lowrank_modules,
-        lowrank_shared_factor=args.lowrank_shared_factor,
-        per_layer_norms=args.per_layer_norms,
-    )
+    args = get_parser().parse_args(argv)
+    options = {name: getattr(args, name) for name in SharingOptions.names()}
     try:
         report = compress_model(
             args.config, args.model, args.out_dir, options, args.init

@@ -10,7 +10,7 @@ new option at its default the encoder *is* ESPnet's Conformer: same
 """
 
 import inspect
-from typing import List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.asr.ctc import CTC
@@ -28,6 +28,7 @@ from espnet_shared_conformer._compat import (
     make_pad_mask,
     trim_by_ctc_posterior,
 )
+from espnet_shared_conformer.conformer_options import check_conformer_options
 from espnet_shared_conformer.modules import (
     Alias,
     ConformerBlock,
@@ -35,48 +36,40 @@ from espnet_shared_conformer.modules import (
     LayerNorms,
     LowRankLinear,
     RelPositionAttention,
-    _exporting,
+    exporting,
     resolve,
 )
-from espnet_shared_conformer.plan import SharingPlan
+from espnet_shared_conformer.plan import SharingOptions, SharingPlan
+from espnet_shared_conformer.subsampling import narrow_subsampling, subsampled_mask
 
-__all__ = ["SharedConformerEncoder"]
+__all__ = ["SharedConformerEncoder", "default_options"]
 
-_POS_ENC = ("abs_pos", "scaled_abs_pos", "conv", "rel_pos", "legacy_rel_pos")
-_SELF_ATTN = ("selfattn", "rel_selfattn", "legacy_rel_selfattn")
-# Input layers that are ESPnet's Conv2dSubsampling*: subsampling_channels applies.
-_CONV2D_INPUT_LAYERS = ("conv2d", "conv2d1", "conv2d2", "conv2d6", "conv2d8")
-_INPUT_LAYERS = ("linear", *_CONV2D_INPUT_LAYERS, "embed", None)
-_POSITIONWISE = ("linear", "conv1d", "conv1d-linear")
 # A layer's LayerNorms, in the order ESPnet's EncoderLayer registers them.
 _NORMS = ("norm_ff", "norm_mha", "norm_ff_macaron", "norm_conv", "norm_final")
+# Options ESPnet's template (U blocks) does not get: the encoder applies them
+# itself, per virtual layer, or (subsampling_channels) they are not ESPnet's.
+_NOT_FOR_TEMPLATE = (
+    "interctc_layer_idx",
+    "interctc_use_conditioning",
+    "ctc_trim",
+    "stochastic_depth_rate",
+    "layer_drop_rate",
+    "subsampling_channels",
+)
+# The sharing options' defaults, for the constructor's signature.
+_DEFAULT = SharingOptions()
 
 
 class SharedConformerEncoder(AbsEncoder):
     """Conformer encoder with repeated blocks, shared modules and low-rank factors.
 
     Takes every argument of ``espnet2.asr.encoder.conformer_encoder.
-    ConformerEncoder`` (same names, same defaults) plus:
+    ConformerEncoder`` (same names, same defaults), the sharing options as
+    keywords (``num_unique_blocks`` to ``per_layer_norms``: the fields of
+    :class:`~espnet_shared_conformer.plan.SharingOptions`, which documents
+    and checks each one), and:
 
     Args:
-        num_unique_blocks: Unique blocks ``U`` serving the ``num_blocks`` (``V``)
-            virtual layers; None means ``V`` (no repetition).
-        repeat_schedule: ``"cyclic"`` (layer i runs block ``i % U``),
-            ``"consecutive"`` (block ``i * U // V``), or a list of ``V``
-            block indices using every block at least once.
-        share_across_layers: Module kinds (``ffn_macaron``, ``mhsa``, ``conv``,
-            ``ffn``) of which one instance serves every block.
-        tie_macaron_ffn: Each block's macaron FFN is its second FFN.
-        tie_attention_projections: ``"qk"``: the key projection is the query
-            projection; ``"qkv"``: the value projection too.
-        lowrank_rank: Rank ``r`` of the factorized projections ``W = B A``.
-        lowrank_modules: Module kinds whose projections are factorized (None:
-            all the block has): FFN ``w_1``/``w_2``, attention q/k/v/out/pos,
-            the two pointwise convolutions; never the depthwise convolution.
-        lowrank_shared_factor: ``"in"``: every block uses one ``A`` per
-            projection position; ``"out"``: one ``B``; biases stay per block.
-        per_layer_norms: Every virtual layer owns its LayerNorms even where
-            blocks repeat.
         subsampling_channels: Channels of the convolutional subsampling
             (``input_layer`` conv2d, conv2d1, conv2d2, conv2d6 or conv2d8);
             None: ``output_size``, as ESPnet has it. At d = 144 the 144-channel
@@ -121,115 +114,55 @@ class SharedConformerEncoder(AbsEncoder):
         qk_norm: bool = False,
         use_flash_attn: bool = True,
         use_sdpa: bool = False,
-        num_unique_blocks: Optional[int] = None,
-        repeat_schedule: Union[str, List[int]] = "cyclic",
-        share_across_layers: List[str] = [],
-        tie_macaron_ffn: bool = False,
-        tie_attention_projections: str = "none",
-        lowrank_rank: Optional[int] = None,
-        lowrank_modules: Optional[List[str]] = None,
-        lowrank_shared_factor: str = "none",
-        per_layer_norms: bool = False,
         subsampling_channels: Optional[int] = None,
+        # The sharing options, spelt out (not **kwargs) so that ESPnet's
+        # --print_config lists them with their defaults; a test keeps names,
+        # order and defaults equal to SharingOptions' fields. Lists are
+        # Sequences here: YAML gives lists, SharingOptions keeps tuples.
+        *,
+        num_unique_blocks: Optional[int] = _DEFAULT.num_unique_blocks,
+        repeat_schedule: Union[str, Sequence[int]] = _DEFAULT.repeat_schedule,
+        share_across_layers: Sequence[str] = _DEFAULT.share_across_layers,
+        tie_macaron_ffn: bool = _DEFAULT.tie_macaron_ffn,
+        tie_attention_projections: str = _DEFAULT.tie_attention_projections,
+        lowrank_rank: Optional[int] = _DEFAULT.lowrank_rank,
+        lowrank_modules: Optional[Sequence[str]] = _DEFAULT.lowrank_modules,
+        lowrank_shared_factor: str = _DEFAULT.lowrank_shared_factor,
+        per_layer_norms: bool = _DEFAULT.per_layer_norms,
     ):
         arguments = locals()
-        options = {name: arguments[name] for name in _argument_names()}
+        conformer = {name: arguments[name] for name in _conformer_argument_names()}
         super().__init__()
+        self.sharing = SharingOptions(
+            **{name: arguments[name] for name in SharingOptions.names()}
+        )
         # The arguments as given: what a copy, a report or a converter rebuilds from.
-        self.build_options = options
-        _check_conformer_options(
-            input_size=input_size,
-            output_size=output_size,
-            attention_heads=attention_heads,
-            num_blocks=num_blocks,
-            input_layer=input_layer,
-            positionwise_layer_type=positionwise_layer_type,
-            rel_pos_type=rel_pos_type,
-            pos_enc_layer_type=pos_enc_layer_type,
-            selfattention_layer_type=selfattention_layer_type,
-            use_cnn_module=use_cnn_module,
-            cnn_module_kernel=cnn_module_kernel,
-            interctc_layer_idx=interctc_layer_idx,
-            layer_drop_rate=layer_drop_rate,
-            use_sdpa=use_sdpa,
-            subsampling_channels=subsampling_channels,
-        )
-        if isinstance(stochastic_depth_rate, float):
-            stochastic_depth_rate = [stochastic_depth_rate] * num_blocks
-        if len(stochastic_depth_rate) != num_blocks:
-            raise ValueError(
-                f"stochastic_depth_rate ({stochastic_depth_rate}) has "
-                f"{len(stochastic_depth_rate)} entries; it needs one per virtual "
-                f"layer, num_blocks ({num_blocks})"
-            )
-        if not all(0.0 <= p < 1.0 for p in stochastic_depth_rate):
-            raise ValueError(
-                f"stochastic_depth_rate ({stochastic_depth_rate}) must lie in [0, 1)"
-            )
-
-        self.plan = plan = SharingPlan.from_options(
-            num_blocks=num_blocks,
-            output_size=output_size,
-            linear_units=linear_units,
-            macaron_style=macaron_style,
-            use_cnn_module=use_cnn_module,
-            positionwise_layer_type=positionwise_layer_type,
-            relative_attention=selfattention_layer_type != "selfattn",
-            num_unique_blocks=num_unique_blocks,
-            repeat_schedule=repeat_schedule,
-            share_across_layers=share_across_layers,
-            tie_macaron_ffn=tie_macaron_ffn,
-            tie_attention_projections=tie_attention_projections,
-            lowrank_rank=lowrank_rank,
-            lowrank_modules=lowrank_modules,
-            lowrank_shared_factor=lowrank_shared_factor,
-            per_layer_norms=per_layer_norms,
-        )
+        self.build_options = {**conformer, **self.sharing.to_conf()}
+        check_conformer_options(conformer)
+        self.plan = plan = SharingPlan.build(self.sharing, conformer)
 
         # ESPnet builds the embedding and U full, independent blocks exactly as
         # its own Conformer would (so with nothing shared the initial weights
         # equal ConformerEncoder's for the same seed); the blocks below adopt
         # the modules they own from it and alias the rest.
-        sdpa = {"use_sdpa": use_sdpa} if ESPNET_HAS_SDPA else {}
-        template = ConformerEncoder(
-            input_size=input_size,
-            output_size=output_size,
-            attention_heads=attention_heads,
-            linear_units=linear_units,
-            num_blocks=plan.num_unique_blocks,
-            dropout_rate=dropout_rate,
-            positional_dropout_rate=positional_dropout_rate,
-            attention_dropout_rate=attention_dropout_rate,
-            input_layer=input_layer,
-            normalize_before=normalize_before,
-            concat_after=concat_after,
-            positionwise_layer_type=positionwise_layer_type,
-            positionwise_conv_kernel_size=positionwise_conv_kernel_size,
-            macaron_style=macaron_style,
-            rel_pos_type=rel_pos_type,
-            pos_enc_layer_type=pos_enc_layer_type,
-            selfattention_layer_type=selfattention_layer_type,
-            activation_type=activation_type,
-            use_cnn_module=use_cnn_module,
-            zero_triu=zero_triu,
-            cnn_module_kernel=cnn_module_kernel,
-            padding_idx=padding_idx,
-            max_pos_emb_len=max_pos_emb_len,
-            qk_norm=qk_norm,
-            use_flash_attn=use_flash_attn,
-            **sdpa,
-        )
+        template_options = {
+            k: v for k, v in conformer.items() if k not in _NOT_FOR_TEMPLATE
+        }
+        template_options["num_blocks"] = plan.num_unique_blocks
+        if not ESPNET_HAS_SDPA:
+            del template_options["use_sdpa"]
+        template = ConformerEncoder(**template_options)
         self._output_size = output_size
         self.embed = template.embed
         if subsampling_channels is not None:
-            _narrow_subsampling(self.embed, subsampling_channels)
+            narrow_subsampling(self.embed, subsampling_channels)
         self._embed_takes_mask = check_short_utt(self.embed, 1)[0]
         self.normalize_before = normalize_before
         self._norm_names = _norm_names(macaron_style, use_cnn_module)
         self.encoders = nn.ModuleList()
         for block in range(plan.num_unique_blocks):
             self.encoders.append(self._adopt_block(template.encoders[block], block))
-        if per_layer_norms:
+        if plan.per_layer_norms:
             self.layer_norms = nn.ModuleList(
                 LayerNorms({name: LayerNorm(output_size) for name in self._norm_names})
                 for _ in range(plan.num_layers)
@@ -237,6 +170,8 @@ class SharedConformerEncoder(AbsEncoder):
         if normalize_before:
             self.after_norm = template.after_norm
 
+        if isinstance(stochastic_depth_rate, float):
+            stochastic_depth_rate = [stochastic_depth_rate] * num_blocks
         self.stochastic_depth_rate = list(stochastic_depth_rate)
         self.layer_drop_rate = layer_drop_rate
         self.interctc_layer_idx = interctc_layer_idx
@@ -367,7 +302,7 @@ class SharedConformerEncoder(AbsEncoder):
                     limit,
                 )
             xs, _ = self.embed(xs_pad, masks)
-            masks = _subsampled_mask(
+            masks = subsampled_mask(
                 self.embed,
                 masks,
                 xs[0].size(1) if isinstance(xs, tuple) else xs.size(1),
@@ -432,41 +367,35 @@ def _layer_masks(masks: torch.Tensor) -> Optional[torch.Tensor]:
     masking costs little there. Exports keep the mask, so that their graph
     masks whatever it is given.
     """
-    if masks.device.type == "cpu" and not _exporting() and bool(masks.all()):
+    if masks.device.type == "cpu" and not exporting() and bool(masks.all()):
         return None
     return masks
 
 
-# (kernel, stride) of the time-axis convolutions of ESPnet's subsampling layers.
-_SUBSAMPLING_CONVS = {
-    "Conv2dSubsampling": ((3, 2), (3, 2)),
-    "Conv2dSubsampling1": ((3, 1), (3, 1)),
-    "Conv2dSubsampling2": ((3, 2), (3, 1)),
-    "Conv2dSubsampling6": ((3, 2), (5, 3)),
-    "Conv2dSubsampling8": ((3, 2), (3, 2), (3, 2)),
-}
+def _conformer_argument_names() -> Tuple[str, ...]:
+    """The constructor's arguments before the sharing options (which are
+    keyword-only): ESPnet's and ``subsampling_channels``."""
+    parameters = inspect.signature(SharedConformerEncoder.__init__).parameters
+    return tuple(
+        name
+        for name, p in parameters.items()
+        if p.kind is p.POSITIONAL_OR_KEYWORD and name != "self"
+    )
 
 
-def _subsampled_mask(
-    embed: nn.Module, masks: torch.Tensor, out_time: int
-) -> torch.Tensor:
-    """The (B, 1, T') mask after subsampling, from each utterance's own length.
+def default_options() -> Dict[str, Any]:
+    """Every option of the encoder but ``input_size``, at its default.
 
-    ESPnet 202511 slices the padded batch's mask instead, which makes a short
-    utterance's output length depend on its batch mates; 202611 computes it
-    this way.
+    ESPnet's Conformer options with ESPnet's defaults, ``subsampling_channels``
+    and the sharing options: what an ``encoder_conf`` leaves out.
     """
-    lengths = masks.squeeze(1).sum(-1)
-    for kernel, stride in _SUBSAMPLING_CONVS[type(embed).__name__]:
-        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
-    lengths = lengths.clamp(min=0, max=out_time)
-    return (torch.arange(out_time, device=masks.device)[None, :] < lengths[:, None])[
-        :, None, :
-    ]
-
-
-def _argument_names() -> Tuple[str, ...]:
-    return tuple(inspect.signature(SharedConformerEncoder.__init__).parameters)[1:]
+    parameters = inspect.signature(SharedConformerEncoder.__init__).parameters
+    conformer = {
+        name: parameters[name].default
+        for name in _conformer_argument_names()
+        if name != "input_size"
+    }
+    return {**conformer, **SharingOptions().to_conf()}
 
 
 def _fuse_swish(module: nn.Module) -> None:
@@ -485,34 +414,6 @@ def _find(block: ConformerBlock, kind: str, plan: SharingPlan, name: str) -> nn.
     return getattr(resolve(getattr(block, plan.attribute(kind))), name)
 
 
-def _narrow_subsampling(embed: nn.Module, channels: int) -> None:
-    """Give ESPnet's ``Conv2dSubsampling*`` ``embed`` ``channels`` channels.
-
-    Every ``Conv2d`` keeps its kernel and stride; the first still reads the
-    one input plane. The projection to ``output_size`` then reads ``channels``
-    x (frequency bins left), the count ESPnet's forward flattens. Fresh layers
-    take PyTorch's default initialization, as ESPnet's own do.
-    """
-    for index, layer in enumerate(embed.conv):
-        if isinstance(layer, nn.Conv2d):
-            embed.conv[index] = nn.Conv2d(
-                layer.in_channels if layer.in_channels == 1 else channels,
-                channels,
-                layer.kernel_size,
-                layer.stride,
-            )
-    # 202611 has `out` a Linear (positions in `pos_enc`); 202511 also a
-    # Sequential(Linear, positional encoding).
-    sequential = isinstance(embed.out, nn.Sequential)
-    linear = embed.out[0] if sequential else embed.out
-    bins = linear.in_features // linear.out_features
-    narrowed = nn.Linear(channels * bins, linear.out_features)
-    if sequential:
-        embed.out[0] = narrowed
-    else:
-        embed.out = narrowed
-
-
 def _norm_names(macaron_style: bool, use_cnn_module: bool) -> Tuple[str, ...]:
     skip = set()
     if not macaron_style:
@@ -520,104 +421,3 @@ def _norm_names(macaron_style: bool, use_cnn_module: bool) -> Tuple[str, ...]:
     if not use_cnn_module:
         skip.update(("norm_conv", "norm_final"))
     return tuple(n for n in _NORMS if n not in skip)
-
-
-def _check_conformer_options(
-    *,
-    input_size: int,
-    output_size: int,
-    attention_heads: int,
-    num_blocks: int,
-    input_layer: Optional[str],
-    positionwise_layer_type: str,
-    rel_pos_type: str,
-    pos_enc_layer_type: str,
-    selfattention_layer_type: str,
-    use_cnn_module: bool,
-    cnn_module_kernel: int,
-    interctc_layer_idx: List[int],
-    layer_drop_rate: float,
-    use_sdpa: bool,
-    subsampling_channels: Optional[int],
-) -> None:
-    """Raise ``ValueError`` for Conformer options ESPnet would assert on or reject."""
-    if output_size < 1:
-        raise ValueError(f"output_size ({output_size}) must be positive")
-    if attention_heads < 1 or output_size % attention_heads:
-        raise ValueError(
-            f"output_size ({output_size}) is not a multiple of attention_heads "
-            f"({attention_heads})"
-        )
-    if input_layer not in _INPUT_LAYERS:
-        raise ValueError(
-            f"input_layer ({input_layer!r}) must be one of {list(_INPUT_LAYERS)}"
-        )
-    if input_layer is None and input_size != output_size:
-        raise ValueError(
-            f"input_layer (None) feeds the input straight to the blocks, so "
-            f"input_size ({input_size}) must equal output_size ({output_size})"
-        )
-    if subsampling_channels is not None:
-        if input_layer not in _CONV2D_INPUT_LAYERS:
-            raise ValueError(
-                f"subsampling_channels ({subsampling_channels}) sets the channels of "
-                f"a convolutional subsampling; input_layer ({input_layer!r}) has "
-                f"none (use one of {list(_CONV2D_INPUT_LAYERS)})"
-            )
-        if subsampling_channels < 1:
-            raise ValueError(
-                f"subsampling_channels ({subsampling_channels}) must be positive"
-            )
-    if positionwise_layer_type not in _POSITIONWISE:
-        raise ValueError(
-            f"positionwise_layer_type ({positionwise_layer_type!r}) must be one of "
-            f"{list(_POSITIONWISE)}"
-        )
-    if rel_pos_type not in ("legacy", "latest"):
-        raise ValueError(
-            f"rel_pos_type ({rel_pos_type!r}) must be 'legacy' or 'latest'"
-        )
-    if pos_enc_layer_type not in _POS_ENC:
-        raise ValueError(
-            f"pos_enc_layer_type ({pos_enc_layer_type!r}) must be one of "
-            f"{list(_POS_ENC)}"
-        )
-    if selfattention_layer_type not in _SELF_ATTN:
-        raise ValueError(
-            f"selfattention_layer_type ({selfattention_layer_type!r}) must be one of "
-            f"{list(_SELF_ATTN)}"
-        )
-    if (
-        rel_pos_type == "latest"
-        and "legacy" in pos_enc_layer_type + selfattention_layer_type
-    ):
-        raise ValueError(
-            f"rel_pos_type ('latest') contradicts pos_enc_layer_type "
-            f"({pos_enc_layer_type!r}) / selfattention_layer_type "
-            f"({selfattention_layer_type!r}): drop the 'legacy_' types"
-        )
-    relative_pos = pos_enc_layer_type.endswith("rel_pos")
-    relative_attn = selfattention_layer_type.endswith("rel_selfattn")
-    if relative_pos != relative_attn:
-        raise ValueError(
-            f"pos_enc_layer_type ({pos_enc_layer_type!r}) and "
-            f"selfattention_layer_type ({selfattention_layer_type!r}) disagree: "
-            "relative positions need relative self-attention and vice versa"
-        )
-    if use_cnn_module and (cnn_module_kernel < 1 or cnn_module_kernel % 2 == 0):
-        raise ValueError(
-            f"cnn_module_kernel ({cnn_module_kernel}) must be odd ('same' padding)"
-        )
-    bad = [i for i in interctc_layer_idx if not 0 < i < num_blocks]
-    if bad:
-        raise ValueError(
-            f"interctc_layer_idx ({interctc_layer_idx}) has layers {bad} outside "
-            f"1..{num_blocks - 1}: it counts virtual layers, num_blocks ({num_blocks})"
-        )
-    if not 0.0 <= layer_drop_rate < 1.0:
-        raise ValueError(f"layer_drop_rate ({layer_drop_rate}) must lie in [0, 1)")
-    if use_sdpa and not ESPNET_HAS_SDPA:
-        raise ValueError(
-            "use_sdpa (True) needs ESPnet 202611 or newer; this ESPnet's attention "
-            "has no SDPA path"
-        )

@@ -44,6 +44,7 @@ __all__ = [
     "ModelFiles",
     "Transcriber",
     "best_model_name",
+    "builds_decoder",
     "check_decoder_options",
     "check_lexicon_options",
     "count_quantized",
@@ -72,14 +73,6 @@ LEXICON_OPTIONS = (
     "word_score",
     "sil_score",
 )
-# LexiconDecoderConfig's field for each search option.
-_LEXICON_CONFIG_FIELDS = {
-    "lexicon_beam_size": "beam_size",
-    "lexicon_beam_threshold": "beam_threshold",
-    "word_lm_weight": "lm_weight",
-    "word_score": "word_score",
-    "sil_score": "sil_score",
-}
 # ESPnet's options the lexicon path applies (bin.asr_inference's
 # lexicon_inference and load_model alike).
 _APPLIED_WITH_LEXICON = (
@@ -254,7 +247,7 @@ def check_decoder_options(
     return options
 
 
-def _has_decoder(train_config: Mapping[str, Any]) -> bool:
+def builds_decoder(train_config: Mapping[str, Any]) -> bool:
     """Whether a training config builds an attention (or transducer) decoder."""
     decoder = train_config.get("decoder")
     return decoder is not None and str(decoder).lower() not in ("none", "null", "nil")
@@ -831,7 +824,7 @@ def load_model(
     register_encoder()
     train_config = _read_yaml(files.asr_train_config)
     espnet = check_decoder_options(
-        _has_decoder(train_config), espnet, set(files.decoding) | set(overrides)
+        builds_decoder(train_config), espnet, set(files.decoding) | set(overrides)
     )
     speech2text = Speech2Text(
         asr_train_config=str(files.asr_train_config),
@@ -868,14 +861,7 @@ def _lexicon_transcriber(
     )
     if getattr(model, "ctc", None) is None:
         raise ValueError(f"{files.asr_model_file}: the model has no CTC head to decode")
-    config = LexiconDecoderConfig(
-        nbest=int(espnet.get("nbest", 1)),
-        **{
-            fld: lexicon[name]
-            for name, fld in _LEXICON_CONFIG_FIELDS.items()
-            if name in lexicon
-        },
-    )
+    config = LexiconDecoderConfig.from_options(lexicon, int(espnet.get("nbest", 1)))
     word_lm = lexicon.get("word_lm_file")
     decoder = CTCLexiconDecoder(
         model.token_list,

@@ -26,12 +26,14 @@ can spell::
 import argparse
 import logging
 import os
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+
+from espnet_shared_conformer._cli import LOG_FORMAT, command_parser
+from espnet_shared_conformer.ngram import add_text_argument, read_kaldi_text
 
 __all__ = [
     "SEPARATOR",
@@ -110,19 +112,49 @@ def _check_lexicon(path: Path, token_list: Sequence[str]) -> int:
     return entries
 
 
+def _search_option(default: Any, option: str, help: str) -> Any:
+    return field(default=default, metadata=dict(option=option, help=help))
+
+
 @dataclass(frozen=True)
 class LexiconDecoderConfig:
     """Search options: ``asr_inference``'s ``--lexicon_*``/``--word_*`` options.
 
-    Defaults are those chosen on the mini corpus's dev set (recipe README).
+    Each field but ``nbest`` (ESPnet's own ``--nbest``) is one, named in its
+    metadata (``option``, with its ``help``). Defaults are those chosen on the
+    mini corpus's dev set (recipe README).
     """
 
-    beam_size: int = 500
-    beam_threshold: float = 25.0
-    lm_weight: float = 2.0
-    word_score: float = 2.0
-    sil_score: float = -1.0
+    beam_size: int = _search_option(500, "lexicon_beam_size", "hypotheses kept")
+    beam_threshold: float = _search_option(
+        25.0,
+        "lexicon_beam_threshold",
+        "prune hypotheses this far (log) below the best",
+    )
+    lm_weight: float = _search_option(2.0, "word_lm_weight", "weight of the word LM")
+    word_score: float = _search_option(2.0, "word_score", "score added per word")
+    sil_score: float = _search_option(
+        -1.0, "sil_score", "score added per word separator (<space>) frame"
+    )
     nbest: int = 1
+
+    @classmethod
+    def option_fields(cls) -> Dict[str, str]:
+        """The field of each ``asr_inference`` search option."""
+        return {f.metadata["option"]: f.name for f in fields(cls) if f.metadata}
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], nbest: int = 1
+    ) -> "LexiconDecoderConfig":
+        """The config ``asr_inference``'s search options in ``options`` give
+        (missing ones at their defaults; other entries ignored)."""
+        given = {
+            name: options[option]
+            for option, name in cls.option_fields().items()
+            if option in options
+        }
+        return cls(nbest=nbest, **given)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -245,18 +277,12 @@ class CTCLexiconDecoder:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Write a lexicon (word -> characters + <space>) of every "
-        "word of a Kaldi-style text.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = command_parser(
+        "lexicon",
+        "Write a lexicon (word -> characters + <space>) of every word of a "
+        "Kaldi-style text.",
     )
-    parser.add_argument(
-        "--text",
-        type=Path,
-        required=True,
-        action="append",
-        help="Kaldi-style text (utt-id words...); repeat to add files",
-    )
+    add_text_argument(parser)
     parser.add_argument(
         "--token_list",
         type=Path,
@@ -269,26 +295,16 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    from espnet_shared_conformer.ngram import read_kaldi_text
-
+def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s (lexicon) %(levelname)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
         token_list = args.token_list.read_text(encoding="utf-8").split()
-        words = [
-            w
-            for path in args.text
-            for sentence in read_kaldi_text(path)
-            for w in sentence
-        ]
+        words = [w for sentence in read_kaldi_text(*args.text) for w in sentence]
         args.lexicon.parent.mkdir(parents=True, exist_ok=True)
         written, skipped = write_lexicon(words, token_list, args.lexicon)
     except (OSError, ValueError) as e:
-        print(f"lexicon: error: {e}", file=sys.stderr)
-        return 1
+        raise SystemExit(f"lexicon: error: {e}") from e
     if skipped:
         logging.warning(
             f"{len(skipped)} words have characters outside the token list, "
@@ -298,8 +314,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{len(words)} words of {', '.join(map(str, args.text))} -> "
         f"{args.lexicon} ({written} entries)"
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

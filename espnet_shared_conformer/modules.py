@@ -21,11 +21,12 @@ __all__ = [
     "LayerNorms",
     "LowRankLinear",
     "RelPositionAttention",
+    "exporting",
     "resolve",
 ]
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     """True while TorchScript traces or scripts, or ONNX exports, this code.
 
     The faster paths branch on data (is anything padded?) and use strided
@@ -187,7 +188,7 @@ class RelPositionAttention(RelPositionMultiHeadedAttention):
         mask: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """ESPnet's signature: (B, T1, d) x3, (1 or B, 2 T1 - 1, d), (B, 1|T1, T2)."""
-        if getattr(self, "use_sdpa", False) or self.zero_triu or _exporting():
+        if getattr(self, "use_sdpa", False) or self.zero_triu or exporting():
             return super().forward(query, key, value, pos_emb, mask)
         q, k, v = self.forward_qkv(query, key, value)  # (B, H, T, d_k)
         q = q.transpose(1, 2)  # (B, T, H, d_k)
@@ -235,7 +236,7 @@ def _depthwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     channels-first first, and costs ~10x more (0.08 against 0.85 ms for
     d = 256, T = 249, kernel 31, 2 threads).
     """
-    if type(conv) is not nn.Conv1d or _exporting():
+    if type(conv) is not nn.Conv1d or exporting():
         return conv(x.transpose(1, 2))
     y = F.conv2d(
         x.transpose(1, 2).unsqueeze(2),
@@ -262,7 +263,7 @@ def _normalize(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         type(norm) is not nn.BatchNorm1d
         or norm.training
         or norm.running_mean is None
-        or _exporting()
+        or exporting()
     ):
         return norm(x)
     y = F.batch_norm(

@@ -6,7 +6,7 @@ word-level model is available from the package index. This module estimates a
 word model from a Kaldi-style text file in pure Python, good for the corpora
 a recipe trains its LM on (the mini corpus's ~24k sentences take seconds),
 and writes it in the ARPA format that KenLM (and so flashlight's lexicon
-decoder, :mod:`espnet_shared_conformer.lexicon_decoding`) reads.
+decoder, :mod:`espnet_shared_conformer.lexicon`) reads.
 
 The estimate is interpolated Kneser-Ney with one absolute discount per order,
 ``D = n1 / (n1 + 2 n2)`` from the counts-of-counts, as in Chen & Goodman
@@ -28,16 +28,18 @@ import argparse
 import logging
 import math
 import os
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from espnet_shared_conformer._cli import LOG_FORMAT, command_parser
 
 __all__ = [
     "BOS",
     "EOS",
     "UNK",
     "NgramLM",
+    "add_text_argument",
     "estimate_kneser_ney",
     "read_kaldi_text",
     "main",
@@ -195,24 +197,21 @@ def estimate_kneser_ney(sentences: Iterable[Sequence[str]], order: int = 3) -> N
     return NgramLM(prob, backoff)
 
 
-def read_kaldi_text(path: Path) -> List[List[str]]:
-    """Words of each line of a Kaldi-style ``utt-id word word ...`` file."""
+def read_kaldi_text(*paths: Path) -> List[List[str]]:
+    """Words of each line of Kaldi-style ``utt-id word word ...`` files, in order."""
     sentences = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                raise ValueError(f"{path}:{number}: empty line")
-            sentences.append(fields[1:])
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                fields = line.split()
+                if not fields:
+                    raise ValueError(f"{path}:{number}: empty line")
+                sentences.append(fields[1:])
     return sentences
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Estimate an interpolated Kneser-Ney word n-gram LM; "
-        "write it as ARPA.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def add_text_argument(parser: argparse.ArgumentParser) -> None:
+    """``--text``, repeatable: the Kaldi-style texts :func:`read_kaldi_text` reads."""
     parser.add_argument(
         "--text",
         type=Path,
@@ -220,31 +219,34 @@ def get_parser() -> argparse.ArgumentParser:
         action="append",
         help="Kaldi-style text (utt-id words...); repeat to add files",
     )
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "ngram", "Estimate an interpolated Kneser-Ney word n-gram LM; write it as ARPA."
+    )
+    add_text_argument(parser)
     parser.add_argument("--order", type=int, default=3, help="n-gram order")
     parser.add_argument("--arpa", type=Path, required=True, help="ARPA file to write")
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s (ngram) %(levelname)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        sentences = [s for path in args.text for s in read_kaldi_text(path)]
+        sentences = read_kaldi_text(*args.text)
         lm = estimate_kneser_ney(sentences, args.order)
         args.arpa.parent.mkdir(parents=True, exist_ok=True)
         lm.write_arpa(args.arpa)
     except (OSError, ValueError) as e:
-        print(f"ngram: error: {e}", file=sys.stderr)
-        return 1
+        raise SystemExit(f"ngram: error: {e}") from e
     counts = ", ".join(f"{len(lm.prob[n])} {n}-grams" for n in range(1, lm.order + 1))
     logging.info(
         f"{sum(map(len, sentences))} words in {len(sentences)} sentences -> "
         f"{args.arpa} ({counts})"
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -49,10 +49,13 @@ import math
 import os
 import sys
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from espnet_shared_conformer._cli import add_model_arguments, command_parser
+from espnet_shared_conformer.params import count_parameters
 
 __all__ = [
     "EncoderCTC",
@@ -60,8 +63,8 @@ __all__ = [
     "compact_names",
     "deduplicate_initializers",
     "export_onnx",
+    "get_parser",
     "main",
-    "unique_parameter_bytes",
 ]
 
 INPUT_NAMES = ("feats", "feats_lengths")
@@ -374,24 +377,14 @@ def check_onnx(
     return worst
 
 
-def unique_parameter_bytes(modules: List[nn.Module]) -> int:
-    """fp32 bytes of the unique parameters of ``modules`` (shared ones once)."""
-    seen = {}
-    for module in modules:
-        for p in module.parameters():
-            seen[id(p)] = p.numel()
-    return 4 * sum(seen.values())
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_shared_conformer.onnx_export",
-        description="Export an ESPnet ASR model's encoder and CTC head "
+def get_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "onnx_export",
+        "Export an ESPnet ASR model's encoder and CTC head "
         "(features -> CTC log-posteriors) to ONNX, with dynamic batch and time "
         "axes and shared weights stored once; check it against PyTorch.",
     )
-    parser.add_argument("--config", required=True, help="ASR config.yaml")
-    parser.add_argument("--model", required=True, help="model weights (.pth)")
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument(
@@ -400,7 +393,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="largest difference accepted"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
 
     from espnet2.tasks.asr import ASRTask
 
@@ -422,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     diff = check_onnx(args.out, wrapper)
     parts = [model.encoder] + ([model.ctc] if ctc is not None else [])
     size = os.path.getsize(args.out)
-    unique = unique_parameter_bytes(parts)
+    unique = 4 * count_parameters(*parts)  # fp32 bytes
     print(
         f"wrote {args.out}: {size:,} bytes; unique parameters at fp32 {unique:,} bytes "
         f"({size / unique:.2f}x); {removed} duplicate initializers removed; largest "

@@ -1,6 +1,6 @@
 """Parameter counts: the counting rule, and a report for an ASR config.
 
-The rule (DESIGN.md): embedding + ``after_norm`` + each distinct module
+The rule: embedding + ``after_norm`` + each distinct module
 instance once + the LayerNorms of each block (or of each virtual layer with
 ``per_layer_norms``); a low-rank projection counts ``r*(in+out)`` plus its
 bias, and a shared factor counts once. :func:`encoder_block_parameters`
@@ -22,43 +22,20 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
-from espnet_shared_conformer.plan import Projection, SharingPlan
+from espnet_shared_conformer._cli import command_parser
+from espnet_shared_conformer.config_dump import is_config_dump, training_options
+from espnet_shared_conformer.plan import Projection, SharingOptions, SharingPlan
 
 __all__ = [
     "ParameterReport",
     "count_parameters",
     "encoder_block_parameters",
+    "get_parser",
     "main",
+    "parameters_by_part",
     "virtual_equivalent_options",
 ]
 
-# Constructor defaults of ESPnet's ConformerEncoder that the rule depends on.
-_DEFAULTS: Dict[str, Any] = dict(
-    output_size=256,
-    attention_heads=4,
-    linear_units=2048,
-    num_blocks=6,
-    normalize_before=True,
-    concat_after=False,
-    positionwise_layer_type="linear",
-    positionwise_conv_kernel_size=3,
-    macaron_style=False,
-    selfattention_layer_type="rel_selfattn",
-    use_cnn_module=True,
-    cnn_module_kernel=31,
-    qk_norm=False,
-)
-_SHARING_OPTIONS = (
-    "num_unique_blocks",
-    "repeat_schedule",
-    "share_across_layers",
-    "tie_macaron_ffn",
-    "tie_attention_projections",
-    "lowrank_rank",
-    "lowrank_modules",
-    "lowrank_shared_factor",
-    "per_layer_norms",
-)
 _PARTS = (
     "frontend",
     "specaug",
@@ -74,29 +51,23 @@ _PARTS = (
 
 def virtual_equivalent_options(options: Mapping[str, Any]) -> Dict[str, Any]:
     """The options of the unshared, full-rank Conformer with the same virtual depth."""
-    return {k: v for k, v in options.items() if k not in _SHARING_OPTIONS}
+    return {k: v for k, v in options.items() if k not in SharingOptions.names()}
 
 
 def encoder_block_parameters(options: Mapping[str, Any]) -> int:
     """Unique parameters of a shared Conformer encoder, without its embedding.
 
     ``options`` are the encoder's constructor arguments (``encoder_conf``);
-    missing ones take ESPnet's defaults. The embedding is left out because
-    its size depends on the input layer's own arithmetic; count it from the
-    module.
+    missing ones take the encoder's defaults. The embedding is left out
+    because its size depends on the input layer's own arithmetic; count it
+    from the module. Nothing is built, but reading the defaults imports the
+    encoder (and so torch and ESPnet).
     """
-    o = {**_DEFAULTS, **options}
+    from espnet_shared_conformer.encoder import default_options
+
+    o = {**default_options(), **options}
     d = o["output_size"]
-    plan = SharingPlan.from_options(
-        num_blocks=o["num_blocks"],
-        output_size=d,
-        linear_units=o["linear_units"],
-        macaron_style=o["macaron_style"],
-        use_cnn_module=o["use_cnn_module"],
-        positionwise_layer_type=o["positionwise_layer_type"],
-        relative_attention=o["selfattention_layer_type"] != "selfattn",
-        **{k: options[k] for k in _SHARING_OPTIONS if k in options},
-    )
+    plan = SharingPlan.build(SharingOptions.from_conf(o), o)
 
     total = 0
     for block in range(plan.num_unique_blocks):
@@ -154,9 +125,37 @@ def _projection_parameters(
     return p.in_features * p.out_features + bias
 
 
-def count_parameters(module) -> int:
-    """Unique parameters of a torch module (a shared tensor counts once)."""
-    return sum(p.numel() for p in module.parameters())
+def count_parameters(*modules) -> int:
+    """Unique parameters of torch ``modules`` together.
+
+    A tensor shared inside a module or between them counts once (``parameters()``
+    lists a module's shared tensors once already).
+    """
+    unique = {id(p): p for module in modules for p in module.parameters()}
+    return sum(p.numel() for p in unique.values())
+
+
+def parameters_by_part(model, parts: Optional[Sequence[str]] = None) -> Dict[str, int]:
+    """Unique parameters of each part of ``model``, in ``parts`` order.
+
+    ``parts`` name child modules (default: all of ``model``'s, in order); a
+    name the model lacks, or that is not a module, is left out. A tensor two
+    parts share counts in the first.
+    """
+    import torch
+
+    if parts is None:
+        parts = [name for name, _ in model.named_children()]
+    counts = {}
+    counted: List = []
+    for name in parts:
+        module = getattr(model, name, None)
+        if isinstance(module, torch.nn.Module):
+            # What this part adds to the parts before it.
+            before = count_parameters(*counted)
+            counts[name] = count_parameters(*counted, module) - before
+            counted.append(module)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -192,7 +191,6 @@ class ParameterReport:
         The vocabulary comes from ``token_list`` (a file, as ESPnet writes
         them), else from the config's own ``token_list``, else ``vocab_size``.
         """
-        import torch
         from espnet2.tasks.asr import ASRTask
 
         from espnet_shared_conformer._registry import register
@@ -203,17 +201,11 @@ class ParameterReport:
         parser = ASRTask.get_parser()
         with open(config, encoding="utf-8") as f:
             resolved = yaml.safe_load(f) or {}
-        if "required" in resolved:
-            # An experiment's config.yaml (ESPnet's dump of its namespace) also
-            # holds values the trainer sets itself (``required``,
-            # ``distributed``), which --config rejects. Loading a config is
-            # set_defaults (espnet2.utils.config_argparse), so do that with the
-            # options the parser has, except the dump's own ``config`` (the
-            # training config's path, relative to where training ran). A
-            # hand-written config still goes through --config, where a
-            # misspelt key stays an error.
-            known = {action.dest for action in parser._actions} - {"config"}
-            parser.set_defaults(**{k: v for k, v in resolved.items() if k in known})
+        if is_config_dump(resolved):
+            # Loading a config is set_defaults (espnet2.utils.config_argparse):
+            # do that with the options the dump holds. A hand-written config
+            # still goes through --config, where a misspelt key stays an error.
+            parser.set_defaults(**training_options(resolved, parser))
             argv = []
         else:
             argv = ["--config", config]
@@ -232,15 +224,7 @@ class ParameterReport:
             )
         model = ASRTask.build_model(args)
 
-        parts = {}
-        seen = set()
-        for name in _PARTS:
-            module = getattr(model, name, None)
-            if not isinstance(module, torch.nn.Module):
-                continue
-            unique = [p for p in module.parameters() if id(p) not in seen]
-            seen.update(id(p) for p in unique)
-            parts[name] = sum(p.numel() for p in unique)
+        parts = parameters_by_part(model, _PARTS)
         total = count_parameters(model)
         parts["other"] = total - sum(parts.values())
 
@@ -288,10 +272,10 @@ class ParameterReport:
         return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_shared_conformer.params",
-        description="Unique parameters per part of the ASR model an ESPnet config "
+def get_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "params",
+        "Unique parameters per part of the ASR model an ESPnet config "
         "describes, the virtual-equivalent encoder, the compression ratio and the "
         "model's size at fp32 and int8.",
     )
@@ -304,7 +288,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=5000,
         help="vocabulary size when the config names no token list",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
     reports: List[str] = []
     for config in args.config:
         try:

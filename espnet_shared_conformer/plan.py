@@ -1,17 +1,32 @@
-"""The sharing plan: which weights each virtual layer of the encoder uses.
+"""The sharing options and the sharing plan they give an encoder.
 
-A :class:`SharingPlan` is plain data, built and validated once from the
-encoder's options; the modules only read it. It imports no torch, so configs
-can be checked and parameter budgets computed without building a model.
+:class:`SharingOptions` defines each option the encoder adds to ESPnet's
+Conformer once: its name, default, allowed values and check. A
+:class:`SharingPlan`, built from the options and the Conformer's own, says
+which weights each virtual layer uses; the modules only read it. Both are
+plain data and import no torch, so configs can be checked without building a
+model.
 
-Terms (as in DESIGN.md): ``V`` virtual layers (``num_blocks``), ``U`` unique
-blocks held in memory; a block holds up to four module *kinds*:
+Terms (as in README.md, "Options"): ``V`` virtual layers (``num_blocks``),
+``U`` unique blocks held in memory; a block holds up to four module *kinds*:
 ``ffn_macaron`` (first, half-step feed-forward), ``mhsa``, ``conv`` and
 ``ffn``.
 """
 
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field, fields, replace
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+    get_args,
+    get_origin,
+)
+
+from typeguard import TypeCheckError, check_type
 
 __all__ = [
     "LOWRANK_SHARED_FACTORS",
@@ -19,6 +34,7 @@ __all__ = [
     "REPEAT_SCHEDULES",
     "TIED_PROJECTIONS",
     "Projection",
+    "SharingOptions",
     "SharingPlan",
 ]
 
@@ -35,6 +51,203 @@ _ATTRIBUTE = {
     "conv": "conv_module",
     "ffn": "feed_forward",
 }
+
+
+def _at_least_one(name: str, value: Optional[int], choices: Tuple[str, ...]) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{name} ({value}) must be at least 1")
+
+
+def _one_of(name: str, value: str, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} ({value!r}) must be one of {list(choices)}")
+
+
+def _schedule(
+    name: str, value: Union[str, Tuple[int, ...]], choices: Tuple[str, ...]
+) -> None:
+    if isinstance(value, str):
+        if value not in choices:
+            raise ValueError(
+                f"{name} ({value!r}) must be one of {list(choices)} or a list of "
+                "num_blocks block indices"
+            )
+    elif not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise ValueError(f"{name} ({list(value)}) must list integer block indices")
+
+
+def _module_kinds(
+    name: str, value: Optional[Tuple[str, ...]], choices: Tuple[str, ...]
+) -> None:
+    if value is None:
+        return
+    for kind in value:
+        if kind not in choices:
+            raise ValueError(
+                f"{name} names an unknown module kind {kind!r}; known kinds are "
+                f"{list(choices)}"
+            )
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} ({list(value)}) names a module kind twice")
+
+
+def _option(
+    default: Any,
+    help: str,
+    check: Optional[Callable[[str, Any, Tuple[str, ...]], None]] = None,
+    choices: Tuple[str, ...] = (),
+    shares: bool = True,
+) -> Any:
+    """A field of :class:`SharingOptions`: its default, and as metadata its
+    ``help``, its ``check`` (raising ``ValueError`` naming option and value),
+    the ``choices`` the check allows and whether the option ``shares``
+    weights."""
+    return field(
+        default=default,
+        metadata=dict(help=help, check=check, choices=choices, shares=shares),
+    )
+
+
+@dataclass(frozen=True)
+class SharingOptions:
+    """The options ``SharedConformerEncoder`` adds to ESPnet's Conformer.
+
+    Each field is one option, as it is spelt in ``encoder_conf``, with its
+    default; its metadata holds a one-line ``help``, the ``check`` of its
+    value, the ``choices`` the check allows (for a list: each entry) and
+    whether it ``shares`` weights (the low-rank options factorize each weight
+    on its own). Lists, as YAML and command lines give them, are kept as
+    tuples.
+
+    Construction checks each option on its own, raising ``TypeCheckError``
+    (as ESPnet's typechecked constructors do) for a wrong type and
+    ``ValueError`` naming the option and its value for an impossible one;
+    whether the options fit a given Conformer is the plan's check.
+    """
+
+    num_unique_blocks: Optional[int] = _option(
+        None,
+        "(i) unique blocks U serving the num_blocks virtual layers; None: V",
+        _at_least_one,
+    )
+    repeat_schedule: Union[str, Tuple[int, ...]] = _option(
+        "cyclic",
+        "which block each virtual layer runs: cyclic (layer i runs block i % U), "
+        "consecutive (block i * U // V), or V block indices using every block",
+        _schedule,
+        REPEAT_SCHEDULES,
+    )
+    share_across_layers: Tuple[str, ...] = _option(
+        (),
+        "(ii) module kinds of which one instance serves every block",
+        _module_kinds,
+        MODULE_KINDS,
+    )
+    tie_macaron_ffn: bool = _option(
+        False, "(iii) each block's macaron FFN is its second FFN"
+    )
+    tie_attention_projections: str = _option(
+        "none",
+        "(iii) qk: the key projection is the query projection; qkv: the value "
+        "projection too",
+        _one_of,
+        TIED_PROJECTIONS,
+    )
+    lowrank_rank: Optional[int] = _option(
+        None,
+        "(iv) rank r: each factorized projection W becomes B A",
+        _at_least_one,
+        shares=False,
+    )
+    lowrank_modules: Optional[Tuple[str, ...]] = _option(
+        None,
+        "module kinds whose projections are factorized; None: every kind the block has",
+        _module_kinds,
+        MODULE_KINDS,
+        shares=False,
+    )
+    lowrank_shared_factor: str = _option(
+        "none",
+        "(iv) in: one A per projection position for all blocks; out: one B; "
+        "biases stay per block",
+        _one_of,
+        LOWRANK_SHARED_FACTORS,
+    )
+    per_layer_norms: bool = _option(
+        False, "every virtual layer owns its LayerNorms even where blocks repeat"
+    )
+
+    def __post_init__(self) -> None:
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, option.name, value)
+            try:
+                check_type(value, option.type)
+            except TypeCheckError:
+                raise TypeCheckError(
+                    f"{option.name} ({value!r}) must be {_type_name(option.type)}"
+                ) from None
+            check = option.metadata["check"]
+            if check is not None:
+                check(option.name, value, option.metadata["choices"])
+        if self.lowrank_rank is None and self.lowrank_modules is not None:
+            raise ValueError(
+                f"lowrank_modules ({list(self.lowrank_modules)}) needs lowrank_rank: "
+                "without a rank nothing is factorized"
+            )
+        if self.lowrank_rank is None and self.lowrank_shared_factor != "none":
+            raise ValueError(
+                f"lowrank_shared_factor ({self.lowrank_shared_factor!r}) needs "
+                "lowrank_rank: there are no factors to share"
+            )
+
+    @classmethod
+    def names(cls) -> Tuple[str, ...]:
+        """The options' names, as ``encoder_conf`` spells them."""
+        return tuple(option.name for option in fields(cls))
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any]) -> "SharingOptions":
+        """The sharing options among ``conf``'s entries (an ``encoder_conf``;
+        other entries are ignored, missing options take their defaults)."""
+        return cls(**{name: conf[name] for name in cls.names() if name in conf})
+
+    def to_conf(self) -> Dict[str, Any]:
+        """Every option, as ``encoder_conf`` writes it (tuples as lists)."""
+        conf = {}
+        for name in self.names():
+            value = getattr(self, name)
+            conf[name] = list(value) if isinstance(value, tuple) else value
+        return conf
+
+    def changed(self) -> Dict[str, Any]:
+        """The options that differ from their defaults, as :meth:`to_conf`."""
+        defaults = SharingOptions().to_conf()
+        return {k: v for k, v in self.to_conf().items() if v != defaults[k]}
+
+    def unshared(self) -> "SharingOptions":
+        """These options with every option that shares weights at its default.
+
+        What is left factorizes each weight on its own (``lowrank_rank``,
+        ``lowrank_modules``): the options of the unrolled encoder, which
+        computes what this one does when each place that uses a shared
+        tensor holds a copy of it.
+        """
+        return replace(
+            self,
+            **{o.name: o.default for o in fields(self) if o.metadata["shares"]},
+        )
+
+
+def _type_name(annotation: Any) -> str:
+    """``Optional[Tuple[str, ...]]`` -> ``'list of str or None'``, as YAML has it."""
+    if get_origin(annotation) is Union:
+        return " or ".join(_type_name(a) for a in get_args(annotation))
+    if get_origin(annotation) is tuple:
+        return f"list of {_type_name(get_args(annotation)[0])}"
+    return "None" if annotation is type(None) else annotation.__name__
 
 
 @dataclass(frozen=True)
@@ -57,8 +270,8 @@ class Projection:
 class SharingPlan:
     """Which block, module instance and low-rank factor each layer uses.
 
-    Build it with :meth:`from_options`, which validates every option and
-    raises ``ValueError`` naming the option and its value.
+    Build it with :meth:`build`, from checked :class:`SharingOptions` and
+    the Conformer options they must fit.
     """
 
     num_layers: int
@@ -77,93 +290,63 @@ class SharingPlan:
     relative_attention: bool
 
     @classmethod
-    def from_options(
-        cls,
-        *,
-        num_blocks: int,
-        output_size: int,
-        linear_units: int,
-        macaron_style: bool,
-        use_cnn_module: bool,
-        positionwise_layer_type: str = "linear",
-        relative_attention: bool = True,
-        num_unique_blocks: Optional[int] = None,
-        repeat_schedule: Union[str, Sequence[int]] = "cyclic",
-        share_across_layers: Sequence[str] = (),
-        tie_macaron_ffn: bool = False,
-        tie_attention_projections: str = "none",
-        lowrank_rank: Optional[int] = None,
-        lowrank_modules: Optional[Sequence[str]] = None,
-        lowrank_shared_factor: str = "none",
-        per_layer_norms: bool = False,
+    def build(
+        cls, options: SharingOptions, conformer: Mapping[str, Any]
     ) -> "SharingPlan":
-        """Validate the encoder's sharing options and turn them into a plan."""
-        if num_blocks < 1:
-            raise ValueError(f"num_blocks ({num_blocks}) must be at least 1")
-        num_layers = num_blocks
+        """The plan of an encoder with ``options`` and ESPnet Conformer options.
+
+        ``conformer`` holds at least ``num_blocks``, ``output_size``,
+        ``linear_units``, ``macaron_style``, ``use_cnn_module``,
+        ``positionwise_layer_type`` and ``selfattention_layer_type`` (an
+        ``encoder_conf`` with ESPnet's defaults filled in). Raises
+        ``ValueError`` naming the option and its value where the options do
+        not fit this Conformer.
+        """
+        num_layers = conformer["num_blocks"]
+        if num_layers < 1:
+            raise ValueError(f"num_blocks ({num_layers}) must be at least 1")
         kinds = tuple(
             k
             for k in MODULE_KINDS
-            if (k != "ffn_macaron" or macaron_style) and (k != "conv" or use_cnn_module)
+            if (k != "ffn_macaron" or conformer["macaron_style"])
+            and (k != "conv" or conformer["use_cnn_module"])
         )
 
+        num_unique_blocks = options.num_unique_blocks
         if num_unique_blocks is None:
             num_unique_blocks = num_layers
-        if not 1 <= num_unique_blocks <= num_layers:
+        if num_unique_blocks > num_layers:
             raise ValueError(
                 f"num_unique_blocks ({num_unique_blocks}) must be between 1 and "
                 f"num_blocks ({num_layers})"
             )
-        schedule = _schedule(repeat_schedule, num_layers, num_unique_blocks)
+        schedule = _schedule_of(options.repeat_schedule, num_layers, num_unique_blocks)
 
-        shared = _module_list("share_across_layers", share_across_layers, kinds)
-        if tie_macaron_ffn and not macaron_style:
+        shared = _present("share_across_layers", options.share_across_layers, kinds)
+        if options.tie_macaron_ffn and "ffn_macaron" not in kinds:
             raise ValueError(
                 "tie_macaron_ffn (True) needs macaron_style: without it a block "
                 "has no macaron feed-forward to tie"
             )
-        if tie_macaron_ffn and "ffn_macaron" in shared and "ffn" not in shared:
+        if options.tie_macaron_ffn and "ffn_macaron" in shared and "ffn" not in shared:
             raise ValueError(
                 "tie_macaron_ffn (True) contradicts share_across_layers "
                 f"({list(shared)}): a tied macaron FFN is its block's own FFN, "
                 "so it can be shared across layers only together with 'ffn'"
             )
-        if tie_attention_projections not in TIED_PROJECTIONS:
-            raise ValueError(
-                f"tie_attention_projections ({tie_attention_projections!r}) must be "
-                f"one of {list(TIED_PROJECTIONS)}"
-            )
 
-        if lowrank_shared_factor not in LOWRANK_SHARED_FACTORS:
-            raise ValueError(
-                f"lowrank_shared_factor ({lowrank_shared_factor!r}) must be one of "
-                f"{list(LOWRANK_SHARED_FACTORS)}"
-            )
-        if lowrank_rank is None:
-            if lowrank_modules is not None:
-                raise ValueError(
-                    f"lowrank_modules ({lowrank_modules}) needs lowrank_rank: "
-                    "without a rank nothing is factorized"
-                )
-            if lowrank_shared_factor != "none":
-                raise ValueError(
-                    f"lowrank_shared_factor ({lowrank_shared_factor!r}) needs "
-                    "lowrank_rank: there are no factors to share"
-                )
-            lowrank = ()
-        else:
-            if lowrank_modules is None:
-                lowrank = kinds
-            else:
-                lowrank = _module_list("lowrank_modules", lowrank_modules, kinds)
-            if positionwise_layer_type != "linear" and (
-                {"ffn", "ffn_macaron"} & set(lowrank)
-            ):
+        lowrank: Tuple[str, ...] = ()
+        if options.lowrank_rank is not None:
+            lowrank = kinds
+            if options.lowrank_modules is not None:
+                lowrank = _present("lowrank_modules", options.lowrank_modules, kinds)
+            positionwise = conformer["positionwise_layer_type"]
+            if positionwise != "linear" and {"ffn", "ffn_macaron"} & set(lowrank):
                 raise ValueError(
                     f"lowrank_modules ({list(lowrank)}) factorizes the feed-forward "
                     "modules, which needs positionwise_layer_type 'linear', not "
-                    f"{positionwise_layer_type!r}; leave 'ffn' and 'ffn_macaron' "
-                    "out of lowrank_modules"
+                    f"{positionwise!r}; leave 'ffn' and 'ffn_macaron' out of "
+                    "lowrank_modules"
                 )
 
         plan = cls(
@@ -172,17 +355,17 @@ class SharingPlan:
             schedule=schedule,
             kinds=kinds,
             shared_modules=shared,
-            tie_macaron_ffn=tie_macaron_ffn,
-            tie_attention_projections=tie_attention_projections,
-            lowrank_rank=lowrank_rank,
+            tie_macaron_ffn=options.tie_macaron_ffn,
+            tie_attention_projections=options.tie_attention_projections,
+            lowrank_rank=options.lowrank_rank,
             lowrank_modules=lowrank,
-            lowrank_shared_factor=lowrank_shared_factor,
-            per_layer_norms=per_layer_norms,
-            output_size=output_size,
-            linear_units=linear_units,
-            relative_attention=relative_attention,
+            lowrank_shared_factor=options.lowrank_shared_factor,
+            per_layer_norms=options.per_layer_norms,
+            output_size=conformer["output_size"],
+            linear_units=conformer["linear_units"],
+            relative_attention=conformer["selfattention_layer_type"] != "selfattn",
         )
-        if lowrank_rank is not None:
+        if plan.lowrank_rank is not None:
             plan._check_rank()
         return plan
 
@@ -250,9 +433,6 @@ class SharingPlan:
 
     def _check_rank(self) -> None:
         rank = self.lowrank_rank
-        assert rank is not None
-        if rank < 1:
-            raise ValueError(f"lowrank_rank ({rank}) must be at least 1")
         for kind in self.lowrank_modules:
             for p in self.projections(kind):
                 if rank >= min(p.in_features, p.out_features):
@@ -264,23 +444,15 @@ class SharingPlan:
                     )
 
 
-def _schedule(
-    repeat_schedule: Union[str, Sequence[int]], num_layers: int, num_unique: int
+def _schedule_of(
+    repeat_schedule: Union[str, Tuple[int, ...]], num_layers: int, num_unique: int
 ) -> Tuple[int, ...]:
-    if isinstance(repeat_schedule, str):
-        if repeat_schedule == "cyclic":
-            return tuple(i % num_unique for i in range(num_layers))
-        if repeat_schedule == "consecutive":
-            return tuple(i * num_unique // num_layers for i in range(num_layers))
-        raise ValueError(
-            f"repeat_schedule ({repeat_schedule!r}) must be one of "
-            f"{list(REPEAT_SCHEDULES)} or a list of num_blocks block indices"
-        )
-    schedule = tuple(repeat_schedule)
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in schedule):
-        raise ValueError(
-            f"repeat_schedule ({list(schedule)}) must list integer block indices"
-        )
+    """The block each of ``num_layers`` virtual layers runs."""
+    if repeat_schedule == "cyclic":
+        return tuple(i % num_unique for i in range(num_layers))
+    if repeat_schedule == "consecutive":
+        return tuple(i * num_unique // num_layers for i in range(num_layers))
+    schedule = repeat_schedule
     if len(schedule) != num_layers:
         raise ValueError(
             f"repeat_schedule ({list(schedule)}) has {len(schedule)} entries; it "
@@ -301,25 +473,15 @@ def _schedule(
     return schedule
 
 
-def _module_list(
-    option: str, names: Sequence[str], kinds: Tuple[str, ...]
+def _present(
+    option: str, names: Tuple[str, ...], kinds: Tuple[str, ...]
 ) -> Tuple[str, ...]:
-    if isinstance(names, str):
-        raise ValueError(
-            f"{option} ({names!r}) must be a list of module kinds, e.g. [{names!r}]"
-        )
+    """``names`` (checked module kinds) in running order, all of them in ``kinds``."""
     for name in names:
-        if name not in MODULE_KINDS:
-            raise ValueError(
-                f"{option} names an unknown module kind {name!r}; known kinds are "
-                f"{list(MODULE_KINDS)}"
-            )
         if name not in kinds:
             raise ValueError(
                 f"{option} names {name!r}, which this encoder does not have "
                 f"('ffn_macaron' needs macaron_style, 'conv' needs use_cnn_module)"
             )
-    if len(set(names)) != len(names):
-        raise ValueError(f"{option} ({list(names)}) names a module kind twice")
     # Keep the block's running order, whatever order the user wrote.
     return tuple(k for k in kinds if k in names)

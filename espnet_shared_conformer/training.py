@@ -40,6 +40,8 @@ import types
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from espnet_shared_conformer._cli import command_parser
+
 __all__ = [
     "JOB_RUNNER_ENV",
     "LOCK_NAME",
@@ -264,9 +266,8 @@ def install_atomic_checkpoints() -> None:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m espnet_shared_conformer.training",
-        description="Exit 1, naming the PID, when a training holds DIR's lock.",
+    parser = command_parser(
+        "training", "Exit 1, naming the PID, when a training holds DIR's lock."
     )
     parser.add_argument("--check_lock", metavar="DIR", required=True)
     args = parser.parse_args(argv)

@@ -34,12 +34,15 @@ directory with the decoding it was scored with.
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import yaml
 
+from espnet_shared_conformer._cli import LOG_FORMAT
 from espnet_shared_conformer.inference import register_encoder
+from espnet_shared_conformer.lexicon import LexiconDecoderConfig
 
 try:
     register_encoder()
@@ -52,22 +55,9 @@ import espnet2.bin.asr_inference as _espnet  # noqa: E402  (needs the registrati
 
 __all__ = ["get_parser", "lexicon_inference", "main"]
 
-# Our options: popped before the rest go to ESPnet's ``inference``.
-_LEXICON_OPTIONS = (
-    "lexicon_file",
-    "lexicon_beam_size",
-    "lexicon_beam_threshold",
-    "word_lm_weight",
-    "word_score",
-    "sil_score",
-)
-
 
 def get_parser() -> argparse.ArgumentParser:
     """ESPnet's parser plus the lexicon-decoding group."""
-    from espnet_shared_conformer.lexicon import LexiconDecoderConfig
-
-    defaults = LexiconDecoderConfig()
     parser = _espnet.get_parser()
     group = parser.add_argument_group(
         "Lexicon decoding (espnet_shared_conformer; needs character tokens)"
@@ -80,36 +70,14 @@ def get_parser() -> argparse.ArgumentParser:
         "constrained to its words, scored by --word_lm_file (an ARPA or KenLM "
         "binary word n-gram) if given",
     )
-    group.add_argument(
-        "--lexicon_beam_size",
-        type=int,
-        default=defaults.beam_size,
-        help="hypotheses kept",
-    )
-    group.add_argument(
-        "--lexicon_beam_threshold",
-        type=float,
-        default=defaults.beam_threshold,
-        help="prune hypotheses this far (log) below the best",
-    )
-    group.add_argument(
-        "--word_lm_weight",
-        type=float,
-        default=defaults.lm_weight,
-        help="weight of the word LM",
-    )
-    group.add_argument(
-        "--word_score",
-        type=float,
-        default=defaults.word_score,
-        help="score added per word",
-    )
-    group.add_argument(
-        "--sil_score",
-        type=float,
-        default=defaults.sil_score,
-        help="score added per word separator (<space>) frame",
-    )
+    for option in fields(LexiconDecoderConfig):
+        if option.metadata:
+            group.add_argument(
+                f"--{option.metadata['option']}",
+                type=option.type,
+                default=option.default,
+                help=option.metadata["help"],
+            )
     return parser
 
 
@@ -129,11 +97,7 @@ def lexicon_inference(
     allow_variable_data_keys: bool,
     lexicon_file: str,
     word_lm_file: Optional[str],
-    lexicon_beam_size: int,
-    lexicon_beam_threshold: float,
-    word_lm_weight: float,
-    word_score: float,
-    sil_score: float,
+    search: LexiconDecoderConfig,
     quantize_asr_model: bool = False,
     quantize_modules: Sequence[str] = ("Linear",),
     quantize_dtype: str = "qint8",
@@ -141,7 +105,8 @@ def lexicon_inference(
 ) -> None:
     """Decode each utterance with :class:`CTCLexiconDecoder`; write ESPnet's files.
 
-    ``espnet_options`` are ESPnet's other options, which the caller has
+    ``search`` holds the search options (``--lexicon_beam_size``, ...,
+    ``--nbest``); ``espnet_options`` are ESPnet's other options, which the caller has
     checked with :func:`~espnet_shared_conformer.inference.check_lexicon_options`:
     none of them applies here. An utterance too short for the encoder's
     subsampling gets ESPnet's placeholder hypothesis and a warning naming
@@ -154,15 +119,11 @@ def lexicon_inference(
 
     from espnet_shared_conformer._compat import TooShortUttError
     from espnet_shared_conformer.inference import load_asr_model
-    from espnet_shared_conformer.lexicon import (
-        SEPARATOR,
-        CTCLexiconDecoder,
-        LexiconDecoderConfig,
-    )
+    from espnet_shared_conformer.lexicon import SEPARATOR, CTCLexiconDecoder
 
     logging.basicConfig(
         level=log_level,
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+        format=LOG_FORMAT,
     )
     if batch_size != 1:
         raise ValueError(
@@ -176,14 +137,6 @@ def lexicon_inference(
     device = "cuda" if ngpu >= 1 else "cpu"
     set_all_random_seed(seed)
 
-    config = LexiconDecoderConfig(
-        beam_size=lexicon_beam_size,
-        beam_threshold=lexicon_beam_threshold,
-        lm_weight=word_lm_weight,
-        word_score=word_score,
-        sil_score=sil_score,
-        nbest=nbest,
-    )
     model, train_args = load_asr_model(
         asr_train_config,
         asr_model_file,
@@ -199,11 +152,11 @@ def lexicon_inference(
         model.token_list,
         Path(lexicon_file),
         word_lm_file and Path(word_lm_file),
-        config,
+        search,
     )
     logging.info(
         f"lexicon decoding: {decoder.num_words} words from {lexicon_file}, "
-        f"word LM {word_lm_file}, {config}"
+        f"word LM {word_lm_file}, {search}"
     )
 
     loader = ASRTask.build_streaming_iterator(
@@ -306,7 +259,7 @@ def _check_espnet_options(
     kwargs: Dict[str, Any], set_names: Set[str]
 ) -> Dict[str, Any]:
     """What ESPnet's own inference would drop or get wrong, refused or fitted."""
-    from espnet_shared_conformer.inference import _has_decoder, check_decoder_options
+    from espnet_shared_conformer.inference import builds_decoder, check_decoder_options
 
     if kwargs["word_lm_file"] is not None:
         # ESPnet's own inference would ignore it silently.
@@ -317,7 +270,7 @@ def _check_espnet_options(
         return kwargs
     with open(kwargs["asr_train_config"], encoding="utf-8") as f:
         train_config = yaml.safe_load(f) or {}
-    return check_decoder_options(_has_decoder(train_config), kwargs, set_names)
+    return check_decoder_options(builds_decoder(train_config), kwargs, set_names)
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
@@ -330,7 +283,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(
         level=args.log_level,
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+        format=LOG_FORMAT,
     )
     fresh = get_parser()  # parse_args set the --config YAML's values as defaults
     defaults = {name: fresh.get_default(name) for name in vars(args)}
@@ -338,7 +291,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     set_names = explicit | _set_in_config(args.config)
     kwargs: Dict[str, Any] = dict(vars(args))
     kwargs.pop("config", None)
-    lexicon_kwargs = {name: kwargs.pop(name) for name in _LEXICON_OPTIONS}
+    # Ours, popped before the rest go to ESPnet's inference.
+    lexicon_names = ("lexicon_file", *LexiconDecoderConfig.option_fields())
+    lexicon_kwargs = {name: kwargs.pop(name) for name in lexicon_names}
     try:
         _check_device_options(kwargs)
         if lexicon_kwargs["lexicon_file"] is None:
@@ -351,7 +306,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
                     f"lexicon decoding: {', '.join(unused)} from {args.config} do "
                     "not apply (they tune ESPnet's beam search, without --lexicon_file)"
                 )
-            lexicon_inference(**kwargs, **lexicon_kwargs)
+            search = LexiconDecoderConfig.from_options(lexicon_kwargs, kwargs["nbest"])
+            lexicon_inference(
+                **kwargs, lexicon_file=lexicon_kwargs["lexicon_file"], search=search
+            )
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"asr_inference: error: {e}") from e
     # Written after a complete decoding only: how these results were made.

@@ -30,16 +30,6 @@ TINY = dict(
     rel_pos_type="latest",
 )
 
-SHARING_OPTIONS = (
-    "num_unique_blocks",
-    "repeat_schedule",
-    "share_across_layers",
-    "tie_macaron_ffn",
-    "tie_attention_projections",
-    "lowrank_shared_factor",
-    "per_layer_norms",
-)
-
 
 def build(seed: int = 0, **options) -> SharedConformerEncoder:
     torch.manual_seed(seed)
@@ -65,10 +55,8 @@ def batch(
 
 def unshared_twin(encoder: SharedConformerEncoder) -> SharedConformerEncoder:
     """The same encoder with every sharing option off (low rank kept, unshared)."""
-    options = dict(encoder.build_options)
-    for name in SHARING_OPTIONS:
-        options.pop(name, None)
-    return SharedConformerEncoder(**options)
+    unshared = encoder.sharing.unshared().to_conf()
+    return SharedConformerEncoder(**{**encoder.build_options, **unshared})
 
 
 def _source_path(encoder: SharedConformerEncoder, path: str) -> str:

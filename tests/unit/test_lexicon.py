@@ -152,6 +152,21 @@ def test_bad_arguments(lexicon, tmp_path):
         LexiconDecoderConfig(beam_size=4, nbest=5)
 
 
+def test_search_options_are_defined_once_for_the_binary_and_the_loader():
+    from espnet_shared_conformer import inference
+    from espnet_shared_conformer.bin.asr_inference import get_parser
+
+    parser = get_parser()
+    fields = LexiconDecoderConfig.option_fields()
+    for option, name in fields.items():
+        assert parser.get_default(option) == getattr(LexiconDecoderConfig(), name)
+    assert set(inference.LEXICON_OPTIONS) == {"lexicon_file", "word_lm_file", *fields}
+    given = dict(lexicon_beam_size=7, word_score=0.5, beam_size=99)
+    assert LexiconDecoderConfig.from_options(given, nbest=3) == LexiconDecoderConfig(
+        beam_size=7, word_score=0.5, nbest=3
+    )
+
+
 def _tiny_model(tmp_path):
     """A seeded, untrained shared-conformer CTC model with character tokens."""
     from tiny_asr import build_tiny_model

@@ -5,12 +5,14 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from espnet_shared_conformer.params import (
     ParameterReport,
     count_parameters,
     encoder_block_parameters,
+    parameters_by_part,
     virtual_equivalent_options,
 )
 
@@ -237,3 +239,12 @@ def test_report_reads_an_experiments_dumped_config(tmp_path):
     typo_path.write_text(yaml.safe_dump(typo))
     with pytest.raises(SystemExit):
         ParameterReport.from_config(str(typo_path), vocab_size=50)
+
+
+def test_a_tensor_two_modules_share_counts_once():
+    first, second = torch.nn.Linear(3, 4), torch.nn.Linear(3, 4)
+    second.weight = first.weight
+    assert count_parameters(first, second) == 12 + 4 + 4
+    model = torch.nn.Sequential(first, second)
+    assert parameters_by_part(model) == {"0": 16, "1": 4}
+    assert parameters_by_part(model, ["1", "missing", "0"]) == {"1": 16, "0": 4}

@@ -8,8 +8,8 @@ SRC_CONFIG is the source experiment's ``config.yaml`` (ESPnet's dump of the
 whole training namespace), COMPRESSED_CONFIG the one ``python -m
 espnet_shared_conformer.compress`` wrote. OUT keeps the source's training
 options with the compressed encoder and a short warm-up schedule, minus what
-asr.sh passes itself and what only the dump holds, so that ``asr_train
---config OUT`` accepts it.
+asr.sh passes itself and what only the dump holds (the package's
+``training_options``), so that ``asr_train --config OUT`` accepts it.
 """
 
 import argparse
@@ -18,8 +18,11 @@ import sys
 
 import yaml
 
+from espnet_shared_conformer.config_dump import training_options
+
 # Set by asr.sh on the command line (data, tokens, output, distributed
-# launch), by the trainer itself, or dump-only fields that --config rejects.
+# launch, run mode) or by the trainer itself; what only the dump holds,
+# which --config rejects, the package drops (training_options).
 DROPPED = (
     "output_dir",
     "train_data_path_and_name_and_type",
@@ -30,7 +33,6 @@ DROPPED = (
     "bpemodel",
     "normalize_conf",
     "fold_length",
-    "config",
     "init_param",
     "resume",
     "ngpu",
@@ -45,9 +47,6 @@ DROPPED = (
     "print_config",
     "collect_stats",
     "write_collected_feats",
-    "required",
-    "distributed",
-    "version",
 )
 
 
@@ -59,7 +58,7 @@ def finetune_config(
             f"epochs ({epochs}) and warmup_steps ({warmup_steps}) must be >= 0 "
             f"and lr ({lr}) > 0"
         )
-    conf = {k: v for k, v in source.items() if k not in DROPPED}
+    conf = {k: v for k, v in training_options(source).items() if k not in DROPPED}
     conf["encoder"] = compressed["encoder"]
     conf["encoder_conf"] = compressed["encoder_conf"]
     conf["max_epoch"] = max(epochs, 1)

@@ -35,40 +35,34 @@ def count_parameters(config: Path, model_file: Path) -> Dict[str, int]:
     from espnet2.tasks.asr import ASRTask
 
     import espnet_shared_conformer
+    from espnet_shared_conformer import params
 
     espnet_shared_conformer.register()
     model, _ = ASRTask.build_model_from_file(config, model_file, device="cpu")
-    counts = {}
-    for name, module in model.named_children():
-        n = sum(p.numel() for p in module.parameters())
-        if n:
-            counts[name] = n
-    counts["total"] = sum(p.numel() for p in model.parameters())
+    counts = {k: n for k, n in params.parameters_by_part(model).items() if n}
+    counts["total"] = params.count_parameters(model)
     return counts
 
 
-def package_parameter_report(configs: List[Path], token_list: Path) -> Optional[str]:
+def package_parameter_report(config: Path, token_list: Path) -> Optional[str]:
     """The package's parameter report (virtual-equivalent encoder, compression)
-    when ``espnet_shared_conformer.params`` exists, for the first of ``configs``
-    it can read (an experiment's saved config.yaml carries keys ESPnet's own
-    parser rejects, so the training config is the fallback)."""
+    of the experiment's ``config`` when ``espnet_shared_conformer.params``
+    exists (it reads ESPnet's config dump itself)."""
     try:
         from espnet_shared_conformer.params import ParameterReport
     except ImportError:
         return None
-    problems = []
-    for config in configs:
-        stderr = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(stderr):
-                report = ParameterReport.from_config(
-                    str(config), token_list=str(token_list)
-                )
-            return report.format()
-        except (SystemExit, ValueError, OSError) as e:
-            message = stderr.getvalue().strip().splitlines()
-            problems.append(f"{config}: {message[-1] if message else e}")
-    return "(espnet_shared_conformer.params could not read " + "; ".join(problems) + ")"
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            report = ParameterReport.from_config(
+                str(config), token_list=str(token_list)
+            )
+        return report.format()
+    except (SystemExit, ValueError, OSError) as e:
+        message = stderr.getvalue().strip().splitlines()
+        problem = message[-1] if message else e
+        return f"(espnet_shared_conformer.params could not read {config}: {problem})"
 
 
 def stage12_speed(decode_dir: Path) -> Optional[Dict[str, Any]]:
@@ -224,11 +218,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--asr_exp", type=Path, required=True)
     parser.add_argument("--model_file", default="valid.acc.ave.pth")
-    parser.add_argument(
-        "--asr_config",
-        type=Path,
-        help="training config (fallback for the params report)",
-    )
+    # Unused since the package reads the experiment's config.yaml itself;
+    # accepted while asr.sh's stage 15 still passes it.
+    parser.add_argument("--asr_config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--token_list", type=Path, required=True)
     parser.add_argument("--packed", type=Path, required=True)
     parser.add_argument("--decode_dir", type=Path, required=True)
@@ -256,11 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             asr_exp=str(args.asr_exp),
             parameters=count_parameters(args.asr_exp / "config.yaml", model_file),
             package_report=package_parameter_report(
-                [
-                    args.asr_exp / "config.yaml",
-                    *([args.asr_config] if args.asr_config else []),
-                ],
-                args.token_list,
+                args.asr_exp / "config.yaml", args.token_list
             ),
             sizes=dict(
                 model_file=str(model_file),
