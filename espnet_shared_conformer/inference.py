@@ -576,7 +576,7 @@ def best_model_name(train_config: Mapping[str, Any]) -> str:
 
     ESPnet averages the ``keep_nbest_models`` best epochs of every
     ``best_model_criterion`` entry into ``<phase>.<criterion>.ave.pth``; the
-    recipe's asr.sh (through ``local/best_model_name.py``) and
+    recipe's asr.sh (through ``pyscripts/utils/best_model_name.py``) and
     :func:`load_model` decode the one of the first ``valid`` entry.
     ``ValueError`` for a malformed entry or none of phase ``valid``.
     """

@@ -59,7 +59,7 @@ __all__ = [
 #: The lock file inside the experiment directory.
 LOCK_NAME = ".train.lock"
 #: The environment variable in which the recipe's job runner
-#: (``local/run_job.sh``) gives the commands it starts its PID.
+#: (``scripts/utils/run_job.sh``) gives the commands it starts its PID.
 JOB_RUNNER_ENV = "SHARED_CONFORMER_JOB_RUNNER"
 
 # From <linux/prctl.h>.
