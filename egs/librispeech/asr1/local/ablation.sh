@@ -104,15 +104,19 @@ data_opts=(
     --lm_train_text "data/train/text data/local/other_text/text"
 )
 
-# asr STAGE STOP_STAGE OPTION...: run (or with --dry_run, print) asr.sh.
-asr() {
-    local cmd=(./asr.sh --stage "$1" --stop_stage "$2" "${data_opts[@]}" "${@:3}")
+# run COMMAND...: run it, or with --dry_run print it (shell-quoted).
+run() {
     if [ "${dry_run}" = true ]; then
-        printf '%q ' "${cmd[@]}"
+        printf '%q ' "$@"
         echo
     else
-        "${cmd[@]}"
+        "$@"
     fi
+}
+
+# asr STAGE STOP_STAGE OPTION...: run asr.sh with the study's data options.
+asr() {
+    run ./asr.sh --stage "$1" --stop_stage "$2" "${data_opts[@]}" "${@:3}"
 }
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
@@ -158,12 +162,7 @@ run_one() {
         --config "conf/ablation/${row}.yaml" --row "${row}" --seed "${seed}"
         --test_sets "${test_sets}" --decodes "decode_acoustic decode_lexicon"
         --jobs "${jobs}" --commit "${commit}" --out "${records}/${row}_seed${seed}.json")
-    if [ "${dry_run}" = true ]; then
-        printf '%q ' "${record[@]}"
-        echo
-    else
-        "${record[@]}"
-    fi
+    run "${record[@]}"
 }
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
@@ -227,29 +226,20 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
             --out "${peer_records}/${system}.json")
         if [ -f "${peer_records}/${system}.json" ]; then
             log "Stage 3: peer ${system}: finished (${peer_records}/${system}.json)"
-        elif [ "${dry_run}" = true ]; then
-            echo "python3 local/peers.py --system ${system} --outdir ${out} ${data_dirs[*]}"
-            printf '%q ' "${record[@]}"
-            echo
-        else
-            if [ ! -f "${out}/system.json" ]; then
-                log "Stage 3: peer ${system}: ${data_dirs[*]} -> ${out}"
-                mkdir -p "${out}"
-                python3 local/peers.py --system "${system}" --outdir "${out}" "${data_dirs[@]}"
-            fi
-            "${record[@]}"
+            continue
         fi
+        if [ ! -f "${out}/system.json" ]; then
+            log "Stage 3: peer ${system}: ${data_dirs[*]} -> ${out}"
+            [ "${dry_run}" = true ] || mkdir -p "${out}"
+            run python3 local/peers.py --system "${system}" --outdir "${out}" "${data_dirs[@]}"
+        fi
+        run "${record[@]}"
     done
     report=(python3 local/ablation_report.py --records "${records}"
         --peer_records "${peer_records}" --test_sets "${test_sets}"
         --capacity "${capacity_rows}" --grid "${grid_rows}" --default "${default_rows}"
         --doc "${doc}" --plots "${plots}")
-    if [ "${dry_run}" = true ]; then
-        printf '%q ' "${report[@]}"
-        echo
-    else
-        log "Stage 3: report: ${records}, ${peer_records} -> ${doc}, ${plots}"
-        "${report[@]}"
-    fi
+    log "Stage 3: report: ${records}, ${peer_records} -> ${doc}, ${plots}"
+    run "${report[@]}"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"
