@@ -163,19 +163,21 @@ def _git(*args: str) -> Optional[str]:
         return None
 
 
+def _cpu_model() -> str:
+    try:
+        names = re.findall(
+            r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M
+        )
+    except OSError:
+        names = []
+    return names[0] if names else platform.machine()
+
+
 def environment(jobs: int, commit: Optional[str] = None) -> Dict[str, Any]:
     import espnet
     import torch
 
     status = _git("status", "--porcelain", "--untracked-files=no")
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "commit_at_start": commit,
         "commit": _git("rev-parse", "--short", "HEAD"),
@@ -183,7 +185,7 @@ def environment(jobs: int, commit: Optional[str] = None) -> Dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "espnet": espnet.__version__,
-        "cpu": cpu,
+        "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0"))
         or torch.get_num_threads(),
