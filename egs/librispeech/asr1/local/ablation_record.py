@@ -196,8 +196,7 @@ def environment(jobs: int, commit: Optional[str] = None) -> Dict[str, Any]:
 def build_record(args: argparse.Namespace) -> Dict[str, Any]:
     from espnet_shared_conformer.params import ParameterReport
 
-    config_text = args.config.read_bytes()
-    config = yaml.safe_load(config_text)
+    config = yaml.safe_load(args.config.read_text())
     trained = yaml.safe_load((args.exp / "config.yaml").read_text())
     if trained.get("encoder_conf") != config.get("encoder_conf"):
         raise RecordError(f"{args.exp}/config.yaml: another encoder than {args.config}")

@@ -35,10 +35,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ablation_record import FORMAT  # the record format this report reads
+
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
-#: The record format this report reads (local/ablation_record.py's FORMAT).
-FORMAT = 1
 
 SET_TITLES = {
     "dev": "dev",
