@@ -40,8 +40,8 @@ cd "$(dirname "$0")/.."
 # >>> options (name=default  # help); --help lists these lines
 stage=1                    # first stage to run (1 data, 2 rows, 3 peers and report)
 stop_stage=3               # last stage to run
-capacity_rows="conformer_6x48 conformer_6x64 conformer_6x80 conformer_6x96 conformer_6x144"  # step 1: plain Conformers at the virtual depth
-grid_rows="conformer_2x96 conformer_6x60 repeat_2x3_96 deep_repeat_2x6_96 share_modules_96 tie_3x2_96 lowrank_96 conformer_6x96"  # step 2: the grid at B ~ 0.62M (virtual model 6 x 96)
+capacity_rows="conformer_6x48 conformer_6x64 conformer_6x72 conformer_6x96 conformer_6x144"  # step 1: plain Conformers at the virtual depth
+grid_rows="conformer_1x144 conformer_6x72 repeat_1x6_144 deep_repeat_1x12_144 share_modules_120 tie_2x3_132 lowrank_144 conformer_6x144"  # step 2: the grid at B ~ 0.87M (virtual model 6 x 144)
 default_rows="shared_3x2_144 conformer_3x144"  # the main job's model against a plain one of its size
 rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: the three groups above
 seeds="1 2"                # training seeds of each row (initialization and data order)
