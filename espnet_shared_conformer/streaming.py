@@ -18,7 +18,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional, Tuple
 
 import torch
+from torch import nn
 
+from espnet_shared_conformer._compat import (
+    PositionalEncoding,
+    RelPositionalEncoding,
+    ScaledPositionalEncoding,
+)
 from espnet_shared_conformer.plan import OptionGroup, option
 from espnet_shared_conformer.subsampling import CONV2D_INPUT_LAYERS, time_window
 
@@ -30,6 +36,8 @@ __all__ = [
     "cache_size",
     "chunk_attention_mask",
     "choose_chunk",
+    "encode_positions",
+    "relative_positions",
 ]
 
 # Positional encodings a chunk can compute from its own offset (relative ones
@@ -241,6 +249,47 @@ def choose_chunk(
     if options.chunk_size > 0:
         return options.chunk_size, options.num_left_chunks
     return None
+
+
+def encode_positions(pos_enc: nn.Module, x: torch.Tensor, offset: int) -> torch.Tensor:
+    """What ESPnet's positional encoding ``pos_enc`` does to the subsampled
+    frames ``x`` (B, T, d), had the utterance begun ``offset`` frames earlier.
+
+    Relative encodings scale ``x`` by sqrt(d) (positions go to the attention);
+    absolute ones add the sinusoids of positions ``offset ... offset + T - 1``
+    as ESPnet's forward adds those from 0, from the same table.
+    """
+    if type(pos_enc) is RelPositionalEncoding:
+        return pos_enc.dropout(x * pos_enc.xscale)
+    # Exact types: ESPnet's legacy relative encoding subclasses PositionalEncoding.
+    if type(pos_enc) not in (PositionalEncoding, ScaledPositionalEncoding):
+        raise ValueError(f"{type(pos_enc).__name__} positions do not stream")
+    if pos_enc.reverse:
+        raise ValueError("reversed positions (reverse=True) do not stream")
+    pos_enc.extend_pe(x.new_empty(1, offset + x.size(1)))
+    pe = pos_enc.pe[:, offset : offset + x.size(1)]
+    if type(pos_enc) is ScaledPositionalEncoding:
+        return pos_enc.dropout(x + pos_enc.alpha * pe)
+    return pos_enc.dropout(x * pos_enc.xscale + pe)
+
+
+def relative_positions(
+    pos_enc: nn.Module, cached: int, chunk: int, like: torch.Tensor
+) -> Optional[torch.Tensor]:
+    """The relative positional embedding of a chunk after ``cached`` frames.
+
+    (1, cached + 2 chunk - 1, d): ESPnet's ``RelPositionalEncoding``
+    sinusoids, from its own table, for distances ``cached + chunk - 1`` (the
+    chunk's last query to the first cached key) down to ``-(chunk - 1)``, in
+    the order its forward gives them for a whole utterance. None for absolute
+    positions. ``like`` gives dtype and device.
+    """
+    if type(pos_enc) is not RelPositionalEncoding:
+        return None
+    farthest = cached + chunk - 1
+    pos_enc.extend_pe(like.new_empty(1, farthest + 1))
+    center = pos_enc.pe.size(1) // 2  # distance 0
+    return pos_enc.dropout(pos_enc.pe[:, center - farthest : center + chunk])
 
 
 @dataclass(frozen=True)
