@@ -181,10 +181,10 @@ class StreamingOptions(OptionGroup):
             positions == "rel_pos" and rel_pos_type != "latest"
         ):
             raise ValueError(
-                f"{chunking} needs relative positions with rel_pos_type 'latest' or "
-                f"absolute ones; rel_pos_type ({rel_pos_type!r}) with "
-                f"pos_enc_layer_type ({positions!r}) is neither (use one of "
-                f"{list(_STREAMABLE_POSITIONS)}, rel_pos with rel_pos_type 'latest')"
+                f"{chunking} needs positions a chunk computes from its offset: "
+                "pos_enc_layer_type 'rel_pos' with rel_pos_type 'latest', 'abs_pos' "
+                f"or 'scaled_abs_pos', not pos_enc_layer_type ({positions!r}) with "
+                f"rel_pos_type ({rel_pos_type!r})"
             )
         if conformer["zero_triu"] and positions == "rel_pos":
             raise ValueError(

@@ -84,7 +84,7 @@ CHUNKED = dict(causal_conv=True, chunk_size=4)
         ),
         (
             dict(CHUNKED, rel_pos_type="legacy"),
-            r"rel_pos_type \('legacy'\) with pos_enc_layer_type \('rel_pos'\)",
+            r"not pos_enc_layer_type \('rel_pos'\) with rel_pos_type \('legacy'\)",
         ),
         (
             dict(
