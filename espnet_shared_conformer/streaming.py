@@ -220,7 +220,7 @@ def chunk_attention_mask(
     behind = chunk[:, None] - chunk[None, :]  # (T, T): key's chunks behind query's
     visible = behind >= 0
     if num_left_chunks >= 0:
-        visible &= behind <= num_left_chunks
+        visible = visible & (behind <= num_left_chunks)  # ONNX has no in-place and
     return visible
 
 
