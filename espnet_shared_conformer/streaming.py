@@ -220,7 +220,8 @@ def chunk_attention_mask(
     behind = chunk[:, None] - chunk[None, :]  # (T, T): key's chunks behind query's
     visible = behind >= 0
     if num_left_chunks >= 0:
-        visible = visible & (behind <= num_left_chunks)  # ONNX has no in-place and
+        # Not &=: the ONNX exporter has no in-place and.
+        visible = visible & (behind <= num_left_chunks)
     return visible
 
 
