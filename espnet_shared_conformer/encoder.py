@@ -454,12 +454,12 @@ class SharedConformerEncoder(AbsEncoder):
         Raises ``ValueError`` naming the option where this model cannot
         stream (a symmetric convolution, legacy relative positions, ...).
         """
+        if chunk_size is None:
+            chunk_size = self.streaming.chunk_size
+        if num_left_chunks is None:
+            num_left_chunks = self.streaming.num_left_chunks
         options = dataclasses.replace(
-            self.streaming,
-            chunk_size=self.streaming.chunk_size if chunk_size is None else chunk_size,
-            num_left_chunks=self.streaming.num_left_chunks
-            if num_left_chunks is None
-            else num_left_chunks,
+            self.streaming, chunk_size=chunk_size, num_left_chunks=num_left_chunks
         )
         if options.chunk_size < 1:
             raise ValueError(
@@ -535,8 +535,8 @@ class SharedConformerEncoder(AbsEncoder):
             x = subsample_features(
                 self.embed, frames[:, : stride * (count - 1) + window]
             )
-            assert x.size(1) == count, (x.size(1), count)
             x = encode_positions(positional_encoding(self.embed), x, state.offset)
+            frames = frames[:, stride * count :]
             left = state.num_left_chunks
             keep = -1 if left < 0 else left * chunk
             for start in range(0, count, chunk):
@@ -544,7 +544,6 @@ class SharedConformerEncoder(AbsEncoder):
                     x[:, start : start + chunk], layers, keep
                 )
                 outputs.append(y)
-            frames = frames[:, stride * count :]
         if outputs:
             out = torch.cat(outputs, dim=1)
         else:
