@@ -17,6 +17,7 @@ __all__ = [
     "SharedConformerEncoder",
     "SharingOptions",
     "SharingPlan",
+    "StreamingOptions",
     "is_registered",
     "register",
 ]
@@ -35,4 +36,8 @@ def __getattr__(name: str) -> object:
         from espnet_shared_conformer import plan
 
         return getattr(plan, name)
+    if name == "StreamingOptions":
+        from espnet_shared_conformer.streaming import StreamingOptions
+
+        return StreamingOptions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,10 @@ __all__ = [
     "ESPNET_HAS_SDPA",
     "ConformerEncoder",
     "LayerNorm",
+    "PositionalEncoding",
     "RelPositionMultiHeadedAttention",
+    "RelPositionalEncoding",
+    "ScaledPositionalEncoding",
     "Swish",
     "TooShortUttError",
     "check_short_utt",
@@ -33,6 +36,7 @@ def _backend(module: str):
 
 _nets_utils = _backend("nets_utils")
 _subsampling = _backend("transformer.subsampling")
+_embedding = _backend("transformer.embedding")
 
 make_pad_mask = _nets_utils.make_pad_mask
 trim_by_ctc_posterior = _nets_utils.trim_by_ctc_posterior
@@ -40,6 +44,9 @@ LayerNorm = _backend("transformer.layer_norm").LayerNorm
 RelPositionMultiHeadedAttention = _backend(
     "transformer.attention"
 ).RelPositionMultiHeadedAttention
+PositionalEncoding = _embedding.PositionalEncoding
+ScaledPositionalEncoding = _embedding.ScaledPositionalEncoding
+RelPositionalEncoding = _embedding.RelPositionalEncoding
 Swish = _backend("conformer.swish").Swish
 TooShortUttError = _subsampling.TooShortUttError
 check_short_utt = _subsampling.check_short_utt

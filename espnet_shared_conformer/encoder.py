@@ -4,11 +4,15 @@
 (ii) ``share_across_layers`` makes one module instance serve every block,
 (iii) ``tie_macaron_ffn`` / ``tie_attention_projections`` tie sub-components
 inside a block, (iv) ``lowrank_rank`` factorizes projections, and
-``lowrank_shared_factor`` shares one factor of each across blocks. With every
-new option at its default the encoder *is* ESPnet's Conformer: same
-``state_dict``, same outputs, and, for the same seed, the same initial weights.
+``lowrank_shared_factor`` shares one factor of each across blocks. The
+streaming options (:class:`~espnet_shared_conformer.streaming.StreamingOptions`)
+add chunked attention, a causal convolution and a chunk-by-chunk forward.
+With every new option at its default the encoder *is* ESPnet's Conformer:
+same ``state_dict``, same outputs, and, for the same seed, the same initial
+weights.
 """
 
+import dataclasses
 import inspect
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -40,7 +44,22 @@ from espnet_shared_conformer.modules import (
     resolve,
 )
 from espnet_shared_conformer.plan import SharingOptions, SharingPlan
-from espnet_shared_conformer.subsampling import narrow_subsampling, subsampled_mask
+from espnet_shared_conformer.streaming import (
+    LayerCache,
+    StreamingOptions,
+    StreamingState,
+    choose_chunk,
+    chunk_attention_mask,
+    encode_positions,
+    relative_positions,
+)
+from espnet_shared_conformer.subsampling import (
+    narrow_subsampling,
+    positional_encoding,
+    subsample_features,
+    subsampled_mask,
+    time_window,
+)
 
 __all__ = ["SharedConformerEncoder", "default_options"]
 
@@ -56,8 +75,9 @@ _NOT_FOR_TEMPLATE = (
     "layer_drop_rate",
     "subsampling_channels",
 )
-# The sharing options' defaults, for the constructor's signature.
+# The sharing and streaming options' defaults, for the constructor's signature.
 _DEFAULT = SharingOptions()
+_STREAMING = StreamingOptions()
 
 
 class SharedConformerEncoder(AbsEncoder):
@@ -67,7 +87,9 @@ class SharedConformerEncoder(AbsEncoder):
     ConformerEncoder`` (same names, same defaults), the sharing options as
     keywords (``num_unique_blocks`` to ``per_layer_norms``: the fields of
     :class:`~espnet_shared_conformer.plan.SharingOptions`, which documents
-    and checks each one), and:
+    and checks each one), the streaming options likewise (``causal_conv`` to
+    ``dynamic_left_chunks``: :class:`~espnet_shared_conformer.streaming.
+    StreamingOptions`), and:
 
     Args:
         subsampling_channels: Channels of the convolutional subsampling
@@ -78,6 +100,30 @@ class SharedConformerEncoder(AbsEncoder):
 
     Every impossible or contradictory option raises ``ValueError`` here, when
     the model is built.
+
+    Streaming: with ``chunk_size`` C, ``forward`` lets each output frame
+    attend to its own chunk of C frames and ``num_left_chunks`` chunks before
+    it; ``forward_chunk`` computes the same output piece by piece, in
+    evaluation, for a causal model (``causal_conv``)::
+
+        state = encoder.init_streaming_state(batch=1)  # empty caches
+        out, state = encoder.forward_chunk(feats, state)  # any number of frames
+        ...
+        out, state = encoder.forward_chunk(last_feats, state, final=True)
+
+    ``feats`` (B, n, input_size) are what ``forward`` takes (normalized
+    features), any ``n >= 0``, the same for every stream of the batch. The
+    state buffers input frames until a whole chunk of output frames can be
+    computed, and emits only whole chunks; ``final=True`` flushes the last,
+    partial one. Chunk c of the output equals rows cC ... cC + C - 1 of
+    ``forward`` on the whole utterance (with ``chunk_size`` C). Per virtual
+    layer the state caches the projected keys and values of the last
+    ``num_left_chunks * C`` frames (all frames for -1: the memory then grows
+    with the stream) and the depthwise convolution's last ``kernel - 1``
+    input frames; weights are shared across virtual layers, caches are not
+    (``streaming.cache_size`` gives the size). A model trained with
+    ``dynamic_chunk_training`` streams at any chunk size:
+    ``init_streaming_state`` takes ``chunk_size`` and ``num_left_chunks``.
     """
 
     @typechecked
@@ -129,6 +175,14 @@ class SharedConformerEncoder(AbsEncoder):
         lowrank_modules: Optional[Sequence[str]] = _DEFAULT.lowrank_modules,
         lowrank_shared_factor: str = _DEFAULT.lowrank_shared_factor,
         per_layer_norms: bool = _DEFAULT.per_layer_norms,
+        # The streaming options, spelt out for the same reason; a test keeps
+        # them equal to StreamingOptions' fields.
+        causal_conv: bool = _STREAMING.causal_conv,
+        chunk_size: int = _STREAMING.chunk_size,
+        dynamic_chunk_training: bool = _STREAMING.dynamic_chunk_training,
+        max_dynamic_chunk: int = _STREAMING.max_dynamic_chunk,
+        num_left_chunks: int = _STREAMING.num_left_chunks,
+        dynamic_left_chunks: bool = _STREAMING.dynamic_left_chunks,
     ):
         arguments = locals()
         conformer = {name: arguments[name] for name in _conformer_argument_names()}
@@ -136,9 +190,17 @@ class SharedConformerEncoder(AbsEncoder):
         self.sharing = SharingOptions(
             **{name: arguments[name] for name in SharingOptions.names()}
         )
+        self.streaming = StreamingOptions(
+            **{name: arguments[name] for name in StreamingOptions.names()}
+        )
         # The arguments as given: what a copy, a report or a converter rebuilds from.
-        self.build_options = {**conformer, **self.sharing.to_conf()}
+        self.build_options = {
+            **conformer,
+            **self.sharing.to_conf(),
+            **self.streaming.to_conf(),
+        }
         check_conformer_options(conformer)
+        self.streaming.check_fits(conformer)
         self.plan = plan = SharingPlan.build(self.sharing, conformer)
 
         # ESPnet builds the embedding and U full, independent blocks exactly as
@@ -221,10 +283,15 @@ class SharedConformerEncoder(AbsEncoder):
                 module.norm,
                 module.pointwise_conv2,
                 module.activation,
+                causal=self.streaming.causal_conv,
             )
         _fuse_swish(module)
         if kind == "mhsa":
             module = RelPositionAttention.adopt(module)
+            if self.streaming.chunking and getattr(module, "use_flash_attn", False):
+                # ESPnet's flash-attention path keeps only the last row of a
+                # (B, T, T) mask as a key padding mask: it would drop the chunks.
+                module.use_flash_attn = False
             for name in plan.tied_projections():
                 setattr(module, name, Alias(module, "linear_q"))
         if plan.is_lowrank(kind):
@@ -333,12 +400,27 @@ class SharedConformerEncoder(AbsEncoder):
             drop = torch.rand(plan.num_layers) < self.layer_drop_rate
         intermediate_outs = []
         layer_masks = _layer_masks(masks)
+        attention_masks = None
+        chunk = choose_chunk(self.streaming, x.size(1), self.training)
+        if chunk is not None:
+            visible = chunk_attention_mask(x.size(1), *chunk, device=x.device)
+            # (B or 1, T, T): the chunks, and no padded frame as a key.
+            attention_masks = (
+                visible[None] if layer_masks is None else layer_masks & visible
+            )
         for layer, block_index in enumerate(plan.schedule):
             if drop is not None and drop[layer]:
                 continue
             block = self.encoders[block_index]
             norms = self.layer_norms[layer] if plan.per_layer_norms else block
-            x = block(x, pos_emb, layer_masks, norms, self.stochastic_depth_rate[layer])
+            x = block(
+                x,
+                pos_emb,
+                layer_masks,
+                norms,
+                self.stochastic_depth_rate[layer],
+                attention_masks,
+            )
 
             if return_all_hs and not self.interctc_layer_idx:
                 intermediate_outs.append(x)
@@ -357,6 +439,143 @@ class SharedConformerEncoder(AbsEncoder):
             x = self.after_norm(x)
         return x, masks, intermediate_outs
 
+    # -- chunk by chunk -----------------------------------------------------
+
+    def init_streaming_state(
+        self,
+        batch: int = 1,
+        chunk_size: Optional[int] = None,
+        num_left_chunks: Optional[int] = None,
+    ) -> StreamingState:
+        """The state of ``batch`` streams that have seen nothing yet.
+
+        ``chunk_size`` and ``num_left_chunks`` default to the options' own;
+        the chunk must be at least 1 (``forward_chunk`` emits whole chunks).
+        Raises ``ValueError`` naming the option where this model cannot
+        stream (a symmetric convolution, legacy relative positions, ...).
+        """
+        if chunk_size is None:
+            chunk_size = self.streaming.chunk_size
+        if num_left_chunks is None:
+            num_left_chunks = self.streaming.num_left_chunks
+        options = dataclasses.replace(
+            self.streaming, chunk_size=chunk_size, num_left_chunks=num_left_chunks
+        )
+        if options.chunk_size < 1:
+            raise ValueError(
+                f"chunk_size ({options.chunk_size}) must be at least 1 to stream: "
+                "forward_chunk emits whole chunks (pass chunk_size here or set it "
+                "in the encoder's options)"
+            )
+        if batch < 1:
+            raise ValueError(f"batch ({batch}) must be at least 1")
+        options.check_fits(self.build_options)
+        if self.interctc_use_conditioning:
+            raise ValueError(
+                "interctc_use_conditioning (True) needs the CTC module at every "
+                "intermediate layer, which forward_chunk does not take"
+            )
+        reference = next(self.parameters())  # dtype and device of the caches
+        d, heads = self._output_size, self.build_options["attention_heads"]
+        empty = reference.new_zeros(batch, heads, 0, d // heads)
+        layers = []
+        for block_index in self.plan.schedule:
+            conv = resolve(self.encoders[block_index].conv_module)
+            layers.append(
+                LayerCache(
+                    key=empty,
+                    value=empty,
+                    # Zeros: the causal left padding at the stream's start.
+                    conv=None
+                    if conv is None
+                    else reference.new_zeros(batch, conv.left_context, d),
+                )
+            )
+        return StreamingState(
+            chunk_size=options.chunk_size,
+            num_left_chunks=options.num_left_chunks,
+            frames=reference.new_zeros(batch, 0, self.build_options["input_size"]),
+            offset=0,
+            layers=tuple(layers),
+        )
+
+    def forward_chunk(
+        self, feats: torch.Tensor, state: StreamingState, final: bool = False
+    ) -> Tuple[torch.Tensor, StreamingState]:
+        """Encode the next ``feats`` (B, n, input_size) of each stream.
+
+        Returns the output frames now computable, (B, m, d) with ``m`` a
+        multiple of the chunk size (any ``m`` when ``final``), and the next
+        state. See the class docstring; call it in evaluation mode (and under
+        ``torch.no_grad()`` unless the caches should keep the graph).
+        """
+        if self.training:
+            raise RuntimeError("forward_chunk runs in evaluation mode: call eval()")
+        if state.finished:
+            raise ValueError(
+                "this stream was flushed (final=True); start the next one with "
+                "init_streaming_state()"
+            )
+        expected = (state.frames.size(0), state.frames.size(2))
+        if feats.dim() != 3 or (feats.size(0), feats.size(2)) != expected:
+            raise ValueError(
+                f"feats {tuple(feats.shape)} must be (batch {expected[0]}, frames, "
+                f"input_size {expected[1]})"
+            )
+        frames = torch.cat((state.frames, feats), dim=1)
+        window, stride = time_window(self.build_options["input_layer"])
+        chunk = state.chunk_size
+        ready = (
+            (frames.size(1) - window) // stride + 1 if frames.size(1) >= window else 0
+        )
+        count = ready if final else ready - ready % chunk
+        outputs, layers = [], state.layers
+        if count:
+            # Output frame t reads input frames stride*t ... stride*t + window - 1.
+            x = subsample_features(
+                self.embed, frames[:, : stride * (count - 1) + window]
+            )
+            x = encode_positions(positional_encoding(self.embed), x, state.offset)
+            frames = frames[:, stride * count :]
+            left = state.num_left_chunks
+            keep = -1 if left < 0 else left * chunk
+            for start in range(0, count, chunk):
+                y, layers = self._encode_chunk(
+                    x[:, start : start + chunk], layers, keep
+                )
+                outputs.append(y)
+        if outputs:
+            out = torch.cat(outputs, dim=1)
+        else:
+            out = feats.new_zeros(feats.size(0), 0, self._output_size)
+        return out, dataclasses.replace(
+            state,
+            frames=frames,
+            offset=state.offset + count,
+            layers=layers,
+            finished=final,
+        )
+
+    def _encode_chunk(
+        self, x: torch.Tensor, layers: Tuple[LayerCache, ...], keep: int
+    ) -> Tuple[torch.Tensor, Tuple[LayerCache, ...]]:
+        """The virtual layers and final norm on one chunk (B, C, d) after the
+        frames ``layers`` cache; each layer keeps its last ``keep`` frames
+        (-1: all)."""
+        pos_emb = relative_positions(
+            positional_encoding(self.embed), layers[0].key.size(2), x.size(1), x
+        )
+        plan = self.plan
+        new_layers = []
+        for layer, block_index in enumerate(plan.schedule):
+            block = self.encoders[block_index]
+            norms = self.layer_norms[layer] if plan.per_layer_norms else block
+            x, cache = block.forward_chunk(x, pos_emb, norms, layers[layer])
+            new_layers.append(cache.trimmed(keep))
+        if self.normalize_before:
+            x = self.after_norm(x)
+        return x, tuple(new_layers)
+
 
 def _layer_masks(masks: torch.Tensor) -> Optional[torch.Tensor]:
     """The mask the layers get: None when nothing is padded, on the CPU.
@@ -373,8 +592,8 @@ def _layer_masks(masks: torch.Tensor) -> Optional[torch.Tensor]:
 
 
 def _conformer_argument_names() -> Tuple[str, ...]:
-    """The constructor's arguments before the sharing options (which are
-    keyword-only): ESPnet's and ``subsampling_channels``."""
+    """The constructor's arguments before the sharing and streaming options
+    (which are keyword-only): ESPnet's and ``subsampling_channels``."""
     parameters = inspect.signature(SharedConformerEncoder.__init__).parameters
     return tuple(
         name
@@ -386,8 +605,8 @@ def _conformer_argument_names() -> Tuple[str, ...]:
 def default_options() -> Dict[str, Any]:
     """Every option of the encoder but ``input_size``, at its default.
 
-    ESPnet's Conformer options with ESPnet's defaults, ``subsampling_channels``
-    and the sharing options: what an ``encoder_conf`` leaves out.
+    ESPnet's Conformer options with ESPnet's defaults, ``subsampling_channels``,
+    the sharing and the streaming options: what an ``encoder_conf`` leaves out.
     """
     parameters = inspect.signature(SharedConformerEncoder.__init__).parameters
     conformer = {
@@ -395,7 +614,7 @@ def default_options() -> Dict[str, Any]:
         for name in _conformer_argument_names()
         if name != "input_size"
     }
-    return {**conformer, **SharingOptions().to_conf()}
+    return {**conformer, **SharingOptions().to_conf(), **StreamingOptions().to_conf()}
 
 
 def _fuse_swish(module: nn.Module) -> None:

@@ -6,13 +6,14 @@ has exactly the ``state_dict`` of ESPnet's ``ConformerEncoder``.
 """
 
 import math
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from espnet_shared_conformer._compat import RelPositionMultiHeadedAttention
+from espnet_shared_conformer.streaming import LayerCache
 
 __all__ = [
     "Alias",
@@ -21,6 +22,7 @@ __all__ = [
     "LayerNorms",
     "LowRankLinear",
     "RelPositionAttention",
+    "attend_chunk",
     "exporting",
     "resolve",
 ]
@@ -191,12 +193,30 @@ class RelPositionAttention(RelPositionMultiHeadedAttention):
         if getattr(self, "use_sdpa", False) or self.zero_triu or exporting():
             return super().forward(query, key, value, pos_emb, mask)
         q, k, v = self.forward_qkv(query, key, value)  # (B, H, T, d_k)
-        q = q.transpose(1, 2)  # (B, T, H, d_k)
+        return self.attend(q, k, v, pos_emb, mask)
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        pos_emb: torch.Tensor,
+        mask: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """Attention of projected queries (B, H, T1, d_k) on keys and values
+        (B, H, T2, d_k), T2 >= T1, the queries being the last T1 key frames.
+
+        ``pos_emb`` (1 or B, T1 + T2 - 1, d) embeds relative positions
+        T2 - 1 ... -(T1 - 1), i.e. from the first key seen by the last query
+        to the last key seen by the first query; ``mask`` (B, 1|T1, T2).
+        Returns (B, T1, d).
+        """
+        q = q.transpose(1, 2)  # (B, T1, H, d_k)
         p = self.linear_pos(pos_emb).view(pos_emb.size(0), -1, self.h, self.d_k)
         scale = 1.0 / math.sqrt(self.d_k)
         q_u = ((q + self.pos_bias_u) * scale).transpose(1, 2)
         q_v = ((q + self.pos_bias_v) * scale).transpose(1, 2)
-        # (B, H, T, 2T-1): query i against relative positions T-1 ... -(T-1)
+        # (B, H, T1, T1 + T2 - 1): query i against every relative position
         matrix_bd = torch.matmul(q_v, p.permute(0, 2, 3, 1)).contiguous()
         scores = torch.matmul(q_u, k.transpose(-2, -1)).add_(_rel_shift(matrix_bd))
         padded = None
@@ -207,22 +227,53 @@ class RelPositionAttention(RelPositionMultiHeadedAttention):
         if padded is not None:
             attn = attn.masked_fill(padded, 0.0)
         self.attn = attn  # as ESPnet keeps it, for attention plots
-        x = torch.matmul(self.dropout(attn), v)  # (B, H, T, d_k)
+        x = torch.matmul(self.dropout(attn), v)  # (B, H, T1, d_k)
         x = x.transpose(1, 2).reshape(x.size(0), -1, self.h * self.d_k)
         return self.linear_out(x)
 
 
-def _rel_shift(matrix_bd: torch.Tensor) -> torch.Tensor:
-    """ESPnet's ``rel_shift`` as a view: (B, H, T, 2T-1) to (B, H, T, T).
+def attend_chunk(
+    attn: nn.Module,
+    x: torch.Tensor,
+    pos_emb: Optional[torch.Tensor],
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Self-attention of a chunk ``x`` (B, C, d) on cached frames and itself.
 
-    Entry (i, j) is ``matrix_bd[..., i, T - 1 - i + j]``, the score of relative
-    position i - j: moving one row down moves the window one column left, so
-    the view steps ``2T - 2`` elements per row. ``matrix_bd`` is contiguous.
+    ``attn`` is a :class:`RelPositionAttention` (then ``pos_emb``, (1, L +
+    2C - 1, d), embeds relative positions L + C - 1 ... -(C - 1)) or ESPnet's
+    ``MultiHeadedAttention`` (``pos_emb`` None: positions were added to the
+    input); the caches (B, H, L, d_k) hold the projected keys and values of
+    the L frames before the chunk that it may see. Every query sees every
+    key, so no mask: the caller keeps only visible frames. Returns the output
+    (B, C, d) and the keys and values of all L + C frames.
     """
-    batch, heads, time, _ = matrix_bd.shape
+    attn = resolve(attn)
+    q, k, v = attn.forward_qkv(x, x, x)  # (B, H, C, d_k)
+    k = torch.cat((key_cache, k), dim=2)  # (B, H, L + C, d_k)
+    v = torch.cat((value_cache, v), dim=2)
+    if pos_emb is not None:
+        return attn.attend(q, k, v, pos_emb, None), k, v
+    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
+    return attn.forward_attention(v, scores, None), k, v
+
+
+def _rel_shift(matrix_bd: torch.Tensor) -> torch.Tensor:
+    """ESPnet's ``rel_shift`` as a view: (B, H, T1, W) to (B, H, T1, T2).
+
+    Row i of ``matrix_bd`` scores query i against the W = T1 + T2 - 1
+    relative positions T2 - 1 ... -(T1 - 1), the queries being the last T1
+    of the T2 keys (T1 = T2 = T for a whole utterance). Entry (i, j) is
+    ``matrix_bd[..., i, T1 - 1 - i + j]``, the score of relative position
+    ``T2 - T1 + i - j``: moving one row down moves the window one column
+    left, so the view steps ``W - 1`` elements per row. ``matrix_bd`` is
+    contiguous.
+    """
+    batch, heads, time, width = matrix_bd.shape
     stride = matrix_bd.stride()
     return matrix_bd.as_strided(
-        (batch, heads, time, time),
+        (batch, heads, time, width - time + 1),
         (stride[0], stride[1], stride[2] - 1, 1),
         matrix_bd.storage_offset() + time - 1,
     )
@@ -297,6 +348,12 @@ class ConvolutionModule(nn.Module):
     Padded frames are zeroed before the depthwise convolution, so the last
     real frames of an utterance see the same neighbourhood alone and inside a
     padded batch (ESPnet 202611 does the same; 202511 does not).
+
+    ``causal``: the depthwise convolution reads frames t - k + 1 ... t only.
+    Its weights stay ESPnet's (the same shape and initialization); its own
+    padding is set to 0 and the input is left-padded by ``k - 1`` zeros
+    instead, which :meth:`forward_chunk` replaces by the previous chunk's
+    last ``k - 1`` frames.
     """
 
     def __init__(
@@ -306,6 +363,7 @@ class ConvolutionModule(nn.Module):
         norm: nn.Module,
         pointwise_conv2: nn.Module,
         activation: nn.Module,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.pointwise_conv1 = pointwise_conv1
@@ -313,6 +371,10 @@ class ConvolutionModule(nn.Module):
         self.norm = norm
         self.pointwise_conv2 = pointwise_conv2
         self.activation = activation
+        self.causal = causal
+        self.left_context = depthwise_conv.kernel_size[0] - 1 if causal else 0
+        if causal:
+            depthwise_conv.padding = (0,)
 
     def forward(
         self, x: torch.Tensor, mask_pad: Optional[torch.Tensor] = None
@@ -321,6 +383,25 @@ class ConvolutionModule(nn.Module):
         x = F.glu(_pointwise(self.pointwise_conv1, x), dim=-1)  # (B, T, d)
         if mask_pad is not None:
             x = x.masked_fill(~mask_pad.transpose(1, 2).bool(), 0.0)
+        if self.causal:
+            x = F.pad(x, (0, 0, self.left_context, 0))  # (B, k - 1 + T, d)
+        return self._convolve(x)
+
+    def forward_chunk(
+        self, x: torch.Tensor, cache: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A causal module on a chunk ``x`` (B, C, d) after the frames whose
+        depthwise input ``cache`` (B, k - 1, d) holds (zeros at the start).
+
+        Returns the output (B, C, d) and the cache for the next chunk.
+        """
+        assert self.causal, "only a causal convolution runs chunk by chunk"
+        x = F.glu(_pointwise(self.pointwise_conv1, x), dim=-1)  # (B, C, d)
+        x = torch.cat((cache, x), dim=1)  # (B, k - 1 + C, d)
+        return self._convolve(x), x[:, x.size(1) - self.left_context :]
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """Depthwise convolution to the end: (B, T + padding, d) to (B, T, d)."""
         # When blocks repeat, this BatchNorm sees every depth that runs the
         # block, so its running statistics average over those depths.
         x = _depthwise(self.depthwise_conv, x)  # (B, d, T)
@@ -394,9 +475,10 @@ class ConformerBlock(nn.Module):
         self,
         x: torch.Tensor,
         pos_emb: Optional[torch.Tensor],
-        mask: torch.Tensor,
+        mask: Optional[torch.Tensor],
         norms: nn.Module,
         stochastic_depth_rate: float = 0.0,
+        attention_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """One Conformer layer.
 
@@ -404,10 +486,13 @@ class ConformerBlock(nn.Module):
             x: (B, T, d).
             pos_emb: Relative positional embedding (1, 2T-1, d) or (1, T, d),
                 or None with absolute positions.
-            mask: (B, 1, T), True on real frames.
+            mask: (B, 1, T), True on real frames; None: nothing padded.
             norms: The module holding this layer's LayerNorms (the block
                 itself, or a :class:`LayerNorms`).
             stochastic_depth_rate: Probability of skipping the layer in training.
+            attention_mask: (B or 1, T, T), True where frame i may attend to
+                frame j (chunked attention, padding included); None: ``mask``.
+                The convolution always takes ``mask``.
 
         Returns:
             (B, T, d).
@@ -417,7 +502,60 @@ class ConformerBlock(nn.Module):
             if torch.rand(1).item() < stochastic_depth_rate:
                 return x
             coeff = 1.0 / (1 - stochastic_depth_rate)
+        if attention_mask is None:
+            attention_mask = mask
 
+        def attend(h: torch.Tensor) -> torch.Tensor:
+            if pos_emb is not None:
+                return self.self_attn(h, h, h, pos_emb, attention_mask)
+            return self.self_attn(h, h, h, attention_mask)
+
+        def convolve(h: torch.Tensor) -> torch.Tensor:
+            return self.conv_module(h, mask)
+
+        return self._layer(x, norms, coeff, attend, convolve)
+
+    def forward_chunk(
+        self,
+        x: torch.Tensor,
+        pos_emb: Optional[torch.Tensor],
+        norms: nn.Module,
+        cache: LayerCache,
+    ) -> Tuple[torch.Tensor, LayerCache]:
+        """The layer on a chunk ``x`` (B, C, d) after the frames ``cache`` holds.
+
+        The same computation as :meth:`forward` on the whole stream with a
+        chunk mask, for the chunk's rows, in evaluation. ``pos_emb`` as
+        :func:`attend_chunk` takes it. Returns the output (B, C, d) and the
+        cache with the chunk added (keys and values of every frame given: the
+        caller trims them to the left context).
+        """
+        new = {}
+
+        def attend(h: torch.Tensor) -> torch.Tensor:
+            y, new["key"], new["value"] = attend_chunk(
+                self.self_attn, h, pos_emb, cache.key, cache.value
+            )
+            return y
+
+        def convolve(h: torch.Tensor) -> torch.Tensor:
+            y, new["conv"] = resolve(self.conv_module).forward_chunk(h, cache.conv)
+            return y
+
+        x = self._layer(x, norms, 1.0, attend, convolve)
+        return x, LayerCache(new["key"], new["value"], new.get("conv"))
+
+    def _layer(
+        self,
+        x: torch.Tensor,
+        norms: nn.Module,
+        coeff: float,
+        attend: Callable[[torch.Tensor], torch.Tensor],
+        convolve: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The layer's computation, self-attention and convolution given as
+        functions of their normalized input, so that whole utterances and
+        chunks with caches run the same residual structure."""
         pre = self.normalize_before
         if self.feed_forward_macaron is not None:
             x = self._residual(
@@ -430,10 +568,7 @@ class ConformerBlock(nn.Module):
         residual = x
         if pre:
             x = norms.norm_mha(x)
-        if pos_emb is not None:
-            x_att = self.self_attn(x, x, x, pos_emb, mask)
-        else:
-            x_att = self.self_attn(x, x, x, mask)
+        x_att = attend(x)
         if self.concat_linear is not None:
             x_att = self.concat_linear(torch.cat((x, x_att), dim=-1))
         else:
@@ -446,7 +581,7 @@ class ConformerBlock(nn.Module):
             residual = x
             if pre:
                 x = norms.norm_conv(x)
-            x = _add_scaled(residual, self.dropout(self.conv_module(x, mask)), coeff)
+            x = _add_scaled(residual, self.dropout(convolve(x)), coeff)
             if not pre:
                 x = norms.norm_conv(x)
 

@@ -8,6 +8,14 @@ applies the rule from the options alone (no torch); the report counts the
 real model and sets it beside the *virtual-equivalent* encoder, the unshared
 full-rank Conformer with the same virtual depth.
 
+For an encoder that streams (``chunk_size`` > 0) the report also gives the
+memory one stream's caches take between chunks, from
+:func:`espnet_shared_conformer.streaming.cache_size`: per virtual layer
+``2 d N C`` floats of keys and values (``N`` left chunks of ``C`` frames) and
+``d (k - 1)`` of the causal convolution's left context, plus the input frames
+the front end holds. Weights are shared across virtual layers, caches are
+not: on an always-on device they are memory next to the weights.
+
 Usage::
 
     python -m espnet_shared_conformer.params --config conf/train_asr.yaml \\
@@ -18,13 +26,16 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
 from espnet_shared_conformer._cli import command_parser
 from espnet_shared_conformer.config_dump import is_config_dump, training_options
 from espnet_shared_conformer.plan import Projection, SharingOptions, SharingPlan
+
+if TYPE_CHECKING:  # streaming imports torch, which the rule does without
+    from espnet_shared_conformer.streaming import CacheSize
 
 __all__ = [
     "ParameterReport",
@@ -160,7 +171,8 @@ def parameters_by_part(model, parts: Optional[Sequence[str]] = None) -> Dict[str
 
 @dataclass(frozen=True)
 class ParameterReport:
-    """Unique parameters per part of an ESPnet ASR model, and what sharing saves."""
+    """Unique parameters per part of an ESPnet ASR model, what sharing saves,
+    and for a streaming encoder the size of one stream's caches."""
 
     config: str
     vocab_size: int
@@ -169,6 +181,8 @@ class ParameterReport:
     encoder: int
     encoder_virtual: int
     encoder_name: str
+    # At the config's chunk_size and num_left_chunks; None when it does not stream.
+    streaming_cache: Optional["CacheSize"] = None
 
     @property
     def compression(self) -> float:
@@ -231,6 +245,7 @@ class ParameterReport:
         encoder = model.encoder
         encoder_count = count_parameters(encoder)
         options = getattr(encoder, "build_options", None)
+        streaming_cache = None
         if options is None:  # not ours: nothing is shared
             virtual = encoder_count
         else:
@@ -238,6 +253,10 @@ class ParameterReport:
             virtual = embed + encoder_block_parameters(
                 virtual_equivalent_options(options)
             )
+            if options["chunk_size"] > 0:
+                from espnet_shared_conformer.streaming import cache_size
+
+                streaming_cache = cache_size(options)
         return cls(
             config=config,
             vocab_size=len(model.token_list),
@@ -246,6 +265,7 @@ class ParameterReport:
             encoder=encoder_count,
             encoder_virtual=virtual,
             encoder_name=args.encoder,
+            streaming_cache=streaming_cache,
         )
 
     def format(self) -> str:
@@ -269,7 +289,36 @@ class ParameterReport:
             f"  size: fp32 {format_size(4 * self.total)}, "
             f"int8 {format_size(self.total)}",
         ]
+        if self.streaming_cache is not None:
+            lines.append(_format_cache(self.streaming_cache))
         return "\n".join(lines)
+
+
+def _format_cache(cache: "CacheSize") -> str:
+    """One line: a stream's cache in bytes at fp32, and what it holds."""
+    from humanfriendly import format_size
+
+    left = cache.num_left_chunks
+    head = (
+        f"  streaming cache per stream (chunk {cache.chunk_size}, "
+        f"{'all' if left < 0 else left} left chunks), fp32: "
+    )
+    parts = (
+        f"convolutions {format_size(4 * cache.conv)}, "
+        f"front end {format_size(4 * cache.front_end)}"
+    )
+    if cache.total is None:
+        fixed = cache.conv + cache.front_end
+        return (
+            f"{head}{format_size(4 * fixed)} ({parts}) plus keys and values of "
+            f"{format_size(4 * cache.attention_per_frame)} per output frame, "
+            "unbounded (num_left_chunks -1)"
+        )
+    keys = cache.attention_per_frame * cache.left_frames
+    return (
+        f"{head}{format_size(4 * cache.total)} (keys and values "
+        f"{format_size(4 * keys)}, {parts})"
+    )
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,8 @@ from typing import (
     Mapping,
     Optional,
     Tuple,
+    Type,
+    TypeVar,
     Union,
     get_args,
     get_origin,
@@ -33,9 +35,11 @@ __all__ = [
     "MODULE_KINDS",
     "REPEAT_SCHEDULES",
     "TIED_PROJECTIONS",
+    "OptionGroup",
     "Projection",
     "SharingOptions",
     "SharingPlan",
+    "option",
 ]
 
 #: Module kinds in the order a Conformer block runs them.
@@ -91,14 +95,14 @@ def _module_kinds(
         raise ValueError(f"{name} ({list(value)}) names a module kind twice")
 
 
-def _option(
+def option(
     default: Any,
     help: str,
     check: Optional[Callable[[str, Any, Tuple[str, ...]], None]] = None,
     choices: Tuple[str, ...] = (),
     shares: bool = True,
 ) -> Any:
-    """A field of :class:`SharingOptions`: its default, and as metadata its
+    """A field of an :class:`OptionGroup`: its default, and as metadata its
     ``help``, its ``check`` (raising ``ValueError`` naming option and value),
     the ``choices`` the check allows and whether the option ``shares``
     weights."""
@@ -108,8 +112,64 @@ def _option(
     )
 
 
+_Group = TypeVar("_Group", bound="OptionGroup")
+
+
+class OptionGroup:
+    """What a frozen dataclass of ``encoder_conf`` options, each field made by
+    :func:`option`, has in common: its checks, its names and its conf.
+
+    A subclass's ``__post_init__`` calls :meth:`_check_fields` first, then
+    checks the combinations of its options.
+    """
+
+    def _check_fields(self) -> None:
+        """Keep lists as tuples, then check each option's type and value on its
+        own: ``TypeCheckError`` (as ESPnet's typechecked constructors raise)
+        for a wrong type, the option's ``check`` for an impossible value."""
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, spec.name, value)
+            try:
+                check_type(value, spec.type)
+            except TypeCheckError:
+                raise TypeCheckError(
+                    f"{spec.name} ({value!r}) must be {_type_name(spec.type)}"
+                ) from None
+            check = spec.metadata["check"]
+            if check is not None:
+                check(spec.name, value, spec.metadata["choices"])
+
+    @classmethod
+    def names(cls) -> Tuple[str, ...]:
+        """The options' names, as ``encoder_conf`` spells them."""
+        return tuple(spec.name for spec in fields(cls))
+
+    @classmethod
+    def from_conf(cls: Type[_Group], conf: Mapping[str, Any]) -> _Group:
+        """The options of this group among ``conf``'s entries (an
+        ``encoder_conf``; other entries are ignored, missing options take
+        their defaults)."""
+        return cls(**{name: conf[name] for name in cls.names() if name in conf})
+
+    def to_conf(self) -> Dict[str, Any]:
+        """Every option, as ``encoder_conf`` writes it (tuples as lists)."""
+        conf = {}
+        for name in self.names():
+            value = getattr(self, name)
+            conf[name] = list(value) if isinstance(value, tuple) else value
+        return conf
+
+    def changed(self) -> Dict[str, Any]:
+        """The options that differ from their defaults, as :meth:`to_conf`."""
+        defaults = type(self)().to_conf()
+        return {k: v for k, v in self.to_conf().items() if v != defaults[k]}
+
+
 @dataclass(frozen=True)
-class SharingOptions:
+class SharingOptions(OptionGroup):
     """The options ``SharedConformerEncoder`` adds to ESPnet's Conformer.
 
     Each field is one option, as it is spelt in ``encoder_conf``, with its
@@ -125,73 +185,60 @@ class SharingOptions:
     whether the options fit a given Conformer is the plan's check.
     """
 
-    num_unique_blocks: Optional[int] = _option(
+    num_unique_blocks: Optional[int] = option(
         None,
         "(i) unique blocks U serving the num_blocks virtual layers; None: V",
         _at_least_one,
     )
-    repeat_schedule: Union[str, Tuple[int, ...]] = _option(
+    repeat_schedule: Union[str, Tuple[int, ...]] = option(
         "cyclic",
         "which block each virtual layer runs: cyclic (layer i runs block i % U), "
         "consecutive (block i * U // V), or V block indices using every block",
         _schedule,
         REPEAT_SCHEDULES,
     )
-    share_across_layers: Tuple[str, ...] = _option(
+    share_across_layers: Tuple[str, ...] = option(
         (),
         "(ii) module kinds of which one instance serves every block",
         _module_kinds,
         MODULE_KINDS,
     )
-    tie_macaron_ffn: bool = _option(
+    tie_macaron_ffn: bool = option(
         False, "(iii) each block's macaron FFN is its second FFN"
     )
-    tie_attention_projections: str = _option(
+    tie_attention_projections: str = option(
         "none",
         "(iii) qk: the key projection is the query projection; qkv: the value "
         "projection too",
         _one_of,
         TIED_PROJECTIONS,
     )
-    lowrank_rank: Optional[int] = _option(
+    lowrank_rank: Optional[int] = option(
         None,
         "(iv) rank r: each factorized projection W becomes B A",
         _at_least_one,
         shares=False,
     )
-    lowrank_modules: Optional[Tuple[str, ...]] = _option(
+    lowrank_modules: Optional[Tuple[str, ...]] = option(
         None,
         "module kinds whose projections are factorized; None: every kind the block has",
         _module_kinds,
         MODULE_KINDS,
         shares=False,
     )
-    lowrank_shared_factor: str = _option(
+    lowrank_shared_factor: str = option(
         "none",
         "(iv) in: one A per projection position for all blocks; out: one B; "
         "biases stay per block",
         _one_of,
         LOWRANK_SHARED_FACTORS,
     )
-    per_layer_norms: bool = _option(
+    per_layer_norms: bool = option(
         False, "every virtual layer owns its LayerNorms even where blocks repeat"
     )
 
     def __post_init__(self) -> None:
-        for option in fields(self):
-            value = getattr(self, option.name)
-            if isinstance(value, list):
-                value = tuple(value)
-                object.__setattr__(self, option.name, value)
-            try:
-                check_type(value, option.type)
-            except TypeCheckError:
-                raise TypeCheckError(
-                    f"{option.name} ({value!r}) must be {_type_name(option.type)}"
-                ) from None
-            check = option.metadata["check"]
-            if check is not None:
-                check(option.name, value, option.metadata["choices"])
+        self._check_fields()
         if self.lowrank_rank is None and self.lowrank_modules is not None:
             raise ValueError(
                 f"lowrank_modules ({list(self.lowrank_modules)}) needs lowrank_rank: "
@@ -202,30 +249,6 @@ class SharingOptions:
                 f"lowrank_shared_factor ({self.lowrank_shared_factor!r}) needs "
                 "lowrank_rank: there are no factors to share"
             )
-
-    @classmethod
-    def names(cls) -> Tuple[str, ...]:
-        """The options' names, as ``encoder_conf`` spells them."""
-        return tuple(option.name for option in fields(cls))
-
-    @classmethod
-    def from_conf(cls, conf: Mapping[str, Any]) -> "SharingOptions":
-        """The sharing options among ``conf``'s entries (an ``encoder_conf``;
-        other entries are ignored, missing options take their defaults)."""
-        return cls(**{name: conf[name] for name in cls.names() if name in conf})
-
-    def to_conf(self) -> Dict[str, Any]:
-        """Every option, as ``encoder_conf`` writes it (tuples as lists)."""
-        conf = {}
-        for name in self.names():
-            value = getattr(self, name)
-            conf[name] = list(value) if isinstance(value, tuple) else value
-        return conf
-
-    def changed(self) -> Dict[str, Any]:
-        """The options that differ from their defaults, as :meth:`to_conf`."""
-        defaults = SharingOptions().to_conf()
-        return {k: v for k, v in self.to_conf().items() if v != defaults[k]}
 
     def unshared(self) -> "SharingOptions":
         """These options with every option that shares weights at its default.

@@ -118,6 +118,33 @@ def test_padded_batch_on_cuda_equals_each_utterance_alone() -> None:
             torch.testing.assert_close(out[i, :n], alone[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_chunked_encoder_on_cuda_equals_cpu(mode: str) -> None:
+    """The chunk mask built on the device, with the padding mask."""
+    streaming = dict(causal_conv=True, chunk_size=3, num_left_chunks=1)
+    cpu = build(**SHARED, **streaming).train(mode == "train")
+    _assert_same_run(cpu, copy.deepcopy(cpu).to(CUDA), PADDED)
+
+
+@torch.no_grad()
+def test_streaming_on_cuda_equals_the_cpu_masked_forward() -> None:
+    """Caches and buffered input live on the model's device."""
+    streaming = dict(causal_conv=True, chunk_size=3, num_left_chunks=1)
+    cpu = build(**SHARED, **streaming).eval()
+    gpu = copy.deepcopy(cpu).to(CUDA)
+    x, lengths = batch((155,))
+    want = cpu(x, lengths)[0]
+    state = gpu.init_streaming_state()
+    assert state.layers[0].key.device.type == "cuda"
+    outputs = []
+    for i, piece in enumerate(x.to(CUDA).split(37, dim=1)):
+        out, state = gpu.forward_chunk(piece, state, final=i == 4)
+        outputs.append(out)
+    torch.testing.assert_close(
+        torch.cat(outputs, dim=1).cpu(), want, rtol=1e-4, atol=1e-5
+    )
+
+
 def test_unshared_encoder_on_cuda_is_espnets() -> None:
     """With nothing shared, the faster modules equal ESPnet's on the GPU too."""
     ref = build_espnet(seed=7).eval().to(CUDA)

@@ -40,6 +40,10 @@ CASES = {
     ),
     "legacy-rel-pos": dict(rel_pos_type="legacy", num_unique_blocks=2),
     "narrow-subsampling": dict(num_unique_blocks=2, subsampling_channels=6),
+    # The chunk mask follows the exported graph's dynamic time axis.
+    "chunked-causal": dict(
+        num_unique_blocks=2, causal_conv=True, chunk_size=4, num_left_chunks=1
+    ),
 }
 
 

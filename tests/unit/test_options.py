@@ -14,6 +14,7 @@ from espnet_shared_conformer.bin import asr_train
 from espnet_shared_conformer.compress import get_parser
 from espnet_shared_conformer.encoder import SharedConformerEncoder, default_options
 from espnet_shared_conformer.plan import SharingOptions
+from espnet_shared_conformer.streaming import StreamingOptions
 
 from conftest import build
 
@@ -107,13 +108,24 @@ def test_an_unknown_encoder_option_is_named():
 
 def test_the_encoder_spells_out_each_sharing_option_with_its_default():
     """ESPnet reads encoder options and defaults from the constructor's
-    signature; there they must be SharingOptions' fields, in order."""
+    signature; there they must be SharingOptions' then StreamingOptions'
+    fields, in order."""
     parameters = inspect.signature(SharedConformerEncoder).parameters.values()
     keyword_only = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
-    assert keyword_only == {
-        o.name: o.default for o in dataclasses.fields(SharingOptions)
-    }
-    assert list(keyword_only) == list(SharingOptions.names())
+    groups = dataclasses.fields(SharingOptions) + dataclasses.fields(StreamingOptions)
+    assert keyword_only == {o.name: o.default for o in groups}
+    assert list(keyword_only) == list(SharingOptions.names()) + list(
+        StreamingOptions.names()
+    )
+
+
+def test_the_encoder_keeps_its_streaming_options():
+    encoder = build(causal_conv=True, chunk_size=4, num_left_chunks=2)
+    assert encoder.streaming == StreamingOptions(
+        causal_conv=True, chunk_size=4, num_left_chunks=2
+    )
+    assert StreamingOptions.from_conf(encoder.build_options) == encoder.streaming
+    assert SharingOptions.from_conf(encoder.build_options) == SharingOptions()
 
 
 def test_print_config_lists_each_sharing_option_with_its_default(monkeypatch):
@@ -123,7 +135,7 @@ def test_print_config_lists_each_sharing_option_with_its_default(monkeypatch):
     printed = io.StringIO()
     asr_train.ASRTask.print_config(file=printed)
     encoder_conf = yaml.safe_load(printed.getvalue())["encoder_conf"]
-    defaults = SharingOptions().to_conf()
+    defaults = {**SharingOptions().to_conf(), **StreamingOptions().to_conf()}
     assert {k: encoder_conf.get(k, "(missing)") for k in defaults} == defaults
 
 
@@ -135,6 +147,7 @@ def test_the_encoder_takes_espnets_conformer_options_with_espnets_defaults():
         k: p.default for k, p in espnet.items() if k != "input_size"
     }
     assert SharingOptions.from_conf(ours) == SharingOptions()
+    assert StreamingOptions.from_conf(ours) == StreamingOptions()
 
 
 def test_the_compress_command_line_defaults_are_the_options_defaults():

@@ -12,6 +12,7 @@ from espnet_shared_conformer.params import (
     ParameterReport,
     count_parameters,
     encoder_block_parameters,
+    main,
     parameters_by_part,
     virtual_equivalent_options,
 )
@@ -248,3 +249,31 @@ def test_a_tensor_two_modules_share_counts_once():
     model = torch.nn.Sequential(first, second)
     assert parameters_by_part(model) == {"0": 16, "1": 4}
     assert parameters_by_part(model, ["1", "missing", "0"]) == {"1": 16, "0": 4}
+
+
+def test_report_gives_a_streaming_encoders_cache_by_the_formula(tmp_path, capsys):
+    streaming = dict(causal_conv=True, chunk_size=4, rel_pos_type="latest")
+    conf = dict(ENCODER_CONF, **streaming, num_left_chunks=2)
+    path = _config(tmp_path, "shared_conformer", conf)
+    report = ParameterReport.from_config(path, vocab_size=40)
+    # V (2 d N C + d (k - 1)) + D (S (C - 1) + R - 1): d 32, V 8, k 7, 80
+    # mel bins into conv2d (R 7, S 4).
+    assert report.streaming_cache.total == 8 * (2 * 32 * 2 * 4 + 32 * 6) + 80 * 18
+    line = report.format().splitlines()[-1]
+    assert line.startswith("  streaming cache per stream (chunk 4, 2 left chunks)")
+    assert "28.29 KB" in line  # 28288 bytes
+    assert main(["--config", path, "--vocab_size", "40"]) == 0
+    assert line in capsys.readouterr().out
+
+    unbounded = dict(ENCODER_CONF, **streaming)
+    report = ParameterReport.from_config(
+        _config(tmp_path, "shared_conformer", unbounded), vocab_size=40
+    )
+    assert report.streaming_cache.total is None
+    assert "per output frame, unbounded" in report.format()
+
+    plain = ParameterReport.from_config(
+        _config(tmp_path, "shared_conformer", ENCODER_CONF), vocab_size=40
+    )
+    assert plain.streaming_cache is None
+    assert "streaming cache" not in plain.format()

@@ -14,3 +14,15 @@ def test_layout_lists_every_package_module():
     package = ROOT / "espnet_shared_conformer"
     modules = {p.name for p in package.glob("*.py")} | {"bin/"}
     assert listed == modules
+
+
+def test_options_table_lists_every_option_of_both_groups_in_order():
+    from espnet_shared_conformer.plan import SharingOptions
+    from espnet_shared_conformer.streaming import StreamingOptions
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Options", 1)[1].split("\n\n| option |", 1)[1]
+    table = table.split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+    names = list(SharingOptions.names()) + list(StreamingOptions.names())
+    assert [row for row in rows if row in names] == names
