@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
 """Transcribe audio files with a trained model and its own decoding config.
 
-    python pyscripts/utils/transcribe.py --model exp/asr_.../packed.zip a.wav b.flac ...
+    python -m espnet_shared_conformer.bin.transcribe \\
+        --model exp/asr_.../packed.zip a.wav b.flac ...
 
 ``--model`` is a zip packed by the recipe (stage 14) or an experiment
 directory decoded by stage 12; the model is loaded by
@@ -9,8 +9,9 @@ directory decoded by stage 12; the model is loaded by
 configuration it was scored with (lexicon and word LM included).
 
 Prints one line per good file, ``<file><TAB><transcript>``, in the order
-given. Audio is read by ``audio_io``, the loader of the recipe's data
-preparation and dumping, so all three agree on what is bad: any format and
+given. Audio is read by :mod:`espnet_shared_conformer.audio_io`, the loader
+of the recipe's data preparation and dumping, so all three agree on what is
+bad: any format and
 sample rate libsndfile decodes (8-bit u-law, 24-bit 96 kHz, Ogg, FLAC, ...)
 and any number of channels are good, resampled to the model's rate and mixed
 to mono; silence is good (an empty or near-empty transcript). A bad file (an
@@ -47,7 +48,14 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
-from audio_io import AudioError, audio_blocks, kaldi_fbank, split_at_pauses
+
+from espnet_shared_conformer._cli import command_parser
+from espnet_shared_conformer.audio_io import (
+    AudioError,
+    audio_blocks,
+    kaldi_fbank,
+    split_at_pauses,
+)
 
 #: Shortest window tried when searching for the model's minimum input; longer
 #: is always accepted by the encoders ESPnet builds (15 frames at most).
@@ -60,10 +68,7 @@ _PAD_SECONDS = 0.2
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = command_parser("bin.transcribe", __doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
         type=Path,
