@@ -49,7 +49,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from espnet_shared_conformer._cli import command_parser
+from espnet_shared_conformer._cli import captured_output, command_parser
 from espnet_shared_conformer.audio_io import (
     AudioError,
     audio_blocks,
@@ -115,7 +115,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="store_true",
         help="log each file's duration, windows, time and peak memory, and "
-        "ESPnet's log",
+        "what ESPnet and KenLM print while the model loads",
     )
     return parser
 
@@ -280,12 +280,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
+    expected = (ValueError, FileNotFoundError)
     try:
         # Stdout carries the transcripts only; some ESPnet releases print
-        # notices there while being imported (Flash Attention's absence).
-        with contextlib.redirect_stdout(sys.stderr):
+        # notices there while being imported (Flash Attention's absence), and
+        # KenLM draws a progress bar on stderr while it reads an ARPA file.
+        # Only --verbose shows them (on stderr).
+        with (
+            contextlib.redirect_stdout(sys.stderr),
+            captured_output(enabled=not args.verbose, expected=expected),
+        ):
             decoder = WindowDecoder(_load(args))
-    except (ValueError, FileNotFoundError) as e:
+    except expected as e:
         print(f"transcribe: ERROR: cannot load {args.model}: {e}", file=sys.stderr)
         return 1
     failed = 0
