@@ -322,18 +322,19 @@ class PrefixBeamSearch(Search):
         grown: Dict[Tuple[int, ...], _Prefix] = {}
         for prefix, state in self._beam.items():
             total = state.total
-            stay = grown.setdefault(prefix, _Prefix())
+            stay = grown.setdefault(prefix, _Prefix(frames=state.frames))
             stay.add(True, total + row[blank], state.frames)
             last = prefix[-1] if prefix else None
             if last is not None:  # the last token goes on: no new label
                 stay.add(False, state.nonblank + row[last], state.frames)
             for token in tokens:
-                if token == blank:
-                    continue
                 # The same token again is a new label only after a blank.
-                source = state.blank if token == last else total
-                longer = grown.setdefault(prefix + (token,), _Prefix())
-                longer.add(False, source + row[token], state.frames + (frame,))
+                value = (state.blank if token == last else total) + row[token]
+                if token == blank or value == _NEG_INF:
+                    continue
+                frames = state.frames + (frame,)
+                longer = grown.setdefault(prefix + (token,), _Prefix(frames=frames))
+                longer.add(False, value, frames)
         best = sorted(grown.items(), key=lambda item: item[1].total, reverse=True)
         self._beam = dict(best[: self.beam_size])
 
@@ -394,8 +395,10 @@ class LexiconSearch(Search):
         spellings = self.text.spellings(ids, frames)
         # Every word the search emitted is spelled by its own run of tokens
         # between <space>s (the lexicon's spelling: not always the word's
-        # letters, so the word is named by the search).
-        assert len(spellings) == len(words), (spellings, words)
+        # letters, so the word is named by the search). A partial path may
+        # end in the first letters of a word not yet emitted.
+        assert len(spellings) >= len(words), (spellings, words)
+        spellings = spellings[: len(words)]
         timed = tuple(
             self.text.timed(word, first, last)
             for word, (_, first, last) in zip(words, spellings, strict=True)

@@ -199,6 +199,19 @@ def test_prefix_search_times_its_words():
     )
 
 
+def test_prefix_search_times_a_token_by_its_likeliest_emission():
+    """ "A" is likelier at frame 0 than nothing, but the mass of the label
+    sequence "A" comes to lie mostly on the paths that emit it at frame 4."""
+    frames = [[0.4, 0.6], *[[0.95, 0.05]] * 3, [0.1, 0.9], [0.9, 0.1]]
+    search = PrefixBeamSearch(["<blank>", "A"], SHIFT, beam_size=8)
+    search.begin()
+    search.step(torch.tensor(frames).log())
+    hypotheses = {h.text: h for h in search.nbest()}
+
+    assert hypotheses["A"].words == (Word("A", 4 * SHIFT, 5 * SHIFT),)
+    assert hypotheses["AA"].words == (Word("AA", 0.0, 5 * SHIFT),)
+
+
 def test_a_search_object_decodes_one_utterance_after_another():
     search = PrefixBeamSearch(TOKENS, SHIFT, beam_size=4)
     first, second = posteriors(40, 5), posteriors(50, 6)
@@ -252,3 +265,94 @@ def test_no_frames_is_no_words():
         result = search.end()
         assert (result.text, result.token_ids, result.words) == ("", (), ())
     assert greedy_search(torch.zeros(0, len(TOKENS)), TOKENS, SHIFT).score == 0.0
+
+
+# ---------------------------------------------------------------- lexicon
+
+
+@pytest.fixture
+def lexicon_decoder(tmp_path):
+    """Builds lexicon decoders over CAT, COT, TACO, CA, OCTA and a word bigram."""
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from espnet_shared_conformer.lexicon import (
+        CTCLexiconDecoder,
+        LexiconDecoderConfig,
+        write_lexicon,
+    )
+    from espnet_shared_conformer.ngram import estimate_kneser_ney
+
+    lexicon = tmp_path / "lexicon.txt"
+    write_lexicon(["CAT", "COT", "TACO", "CA", "OCTA"], TOKENS, lexicon)
+    arpa = tmp_path / "lm.arpa"
+    estimate_kneser_ney([["CAT", "TACO"], ["COT", "CAT"], ["TACO"]], 2).write_arpa(arpa)
+
+    def build(word_lm: bool = True, **config):
+        return CTCLexiconDecoder(
+            TOKENS, lexicon, arpa if word_lm else None, LexiconDecoderConfig(**config)
+        )
+
+    return build
+
+
+def _noisy(text: str, seed: int) -> torch.Tensor:
+    """Spelled frames of ``text`` blurred by noise: the search has choices."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(len(spelled(text)), len(TOKENS), generator=generator)
+    return (spelled(text) + 1.5 * noise).log_softmax(-1)
+
+
+@pytest.mark.parametrize("word_lm", [True, False], ids=["word LM", "no LM"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("sizes", CHUNKINGS.values(), ids=CHUNKINGS)
+def test_lexicon_search_in_chunks_is_the_offline_decoder(
+    lexicon_decoder, sizes, seed, word_lm
+):
+    from espnet_shared_conformer.ctc_search import LexiconSearch
+
+    log_probs = _noisy("CAT TACO COT", seed)
+    decoder = lexicon_decoder(word_lm, beam_size=8, beam_threshold=10.0)
+    words, ids, score = decoder(log_probs)[0]
+    final, partials = stream(LexiconSearch(decoder, SHIFT), log_probs, sizes, seed)
+
+    assert words  # something was said
+    assert final.text == " ".join(words)
+    assert list(final.token_ids) == ids
+    assert final.score == score
+    assert [w.word for w in final.words] == words
+    for partial in partials:  # completed words, all of them lexicon words
+        assert set(partial.text.split()) <= {"CAT", "COT", "TACO", "CA", "OCTA"}
+
+
+def test_lexicon_search_times_words_and_settles_them_at_the_space(lexicon_decoder):
+    from espnet_shared_conformer.ctc_search import LexiconSearch
+
+    log_probs = spelled("CAT TACO", repeat=2)
+    search = LexiconSearch(lexicon_decoder(), SHIFT)
+    search.begin()
+    search.step(log_probs[:10])  # up to CAT's last letter and the blank after
+    assert search.partial().words == ()
+    search.step(log_probs[10:13])  # its <space>
+    assert [w.word for w in search.partial().words] == ["CAT"]
+    search.step(log_probs[13:])
+    result = search.end()
+
+    assert result.text == "CAT TACO"
+    assert result.words == (
+        Word("CAT", 1 * SHIFT, 8 * SHIFT),
+        Word("TACO", 13 * SHIFT, 23 * SHIFT),
+    )
+
+
+def test_lexicon_search_of_no_frames_is_the_offline_nothing(lexicon_decoder):
+    from espnet_shared_conformer.ctc_search import LexiconSearch
+
+    decoder = lexicon_decoder()
+    search = LexiconSearch(decoder, SHIFT)
+    search.begin()
+    assert search.end() == Hypothesis("", (), (), 0.0)
+    assert decoder(torch.zeros(0, len(TOKENS))) == [([], [], 0.0)]
+    # The decoder is ready for the next utterance.
+    log_probs = spelled("TACO")
+    search.begin()
+    search.step(log_probs)
+    assert search.end().text == "TACO" == " ".join(decoder(log_probs)[0][0])
