@@ -9,18 +9,17 @@ directory decoded by stage 12; the model is loaded by
 configuration it was scored with (lexicon and word LM included).
 
 Prints one line per good file, ``<file><TAB><transcript>``, in the order
-given. Audio is read by :mod:`espnet_shared_conformer.audio_io`, the loader
-of the recipe's data preparation and dumping, so all three agree on what is
-bad: any format and
-sample rate libsndfile decodes (8-bit u-law, 24-bit 96 kHz, Ogg, FLAC, ...)
-and any number of channels are good, resampled to the model's rate and mixed
-to mono; silence is good (an empty or near-empty transcript). A bad file (an
-empty file, no samples, not audio, a header cut short, NaN/inf samples, ...)
-is reported on stderr as ``transcribe: ERROR: <file>: <reason>``, the other
-files are still transcribed, and the exit status is then 1. A clip shorter
-than the model's minimum input (the encoder's subsampling needs a few frames:
-60 ms for conv2d with a 10 ms hop) is padded with silence on both sides to
-200 ms, with a note on stderr.
+given. Audio is read by :mod:`espnet_shared_conformer.audio_io`, the loader of
+the recipe's data preparation and dumping, so all three agree on what is bad:
+any format and sample rate libsndfile decodes (8-bit u-law, 24-bit 96 kHz,
+Ogg, FLAC, ...) and any number of channels are good, resampled to the model's
+rate and mixed to mono; silence is good (an empty or near-empty transcript). A
+bad file (an empty file, no samples, not audio, a header cut short, NaN/inf
+samples, ...) is reported on stderr as ``transcribe: ERROR: <file>:
+<reason>``, the other files are still transcribed, and the exit status is then
+1. A clip shorter than the model's minimum input (the encoder's subsampling
+needs a few frames: 60 ms for conv2d with a 10 ms hop) is padded with silence
+on both sides to 200 ms, with a note on stderr.
 
 Long recordings are decoded in windows of at most ``--window_seconds`` (20 s
 by default, the longest training utterance of the recipe's default
@@ -35,7 +34,18 @@ search and a word 3-gram: 1021 MiB for 1 s of speech (torch, ESPnet and the
 model), 1031 / 1078 / 1075 / 1071 MiB for 10 s / 60 s / 180 s / 600 s; with
 ESPnet's beam search instead, 1032 / 1056 / 1062 MiB for 10 / 60 / 180 s.
 Decoded whole (``--window_seconds 1e6``), 60 s took 1182 MiB and 180 s
-3159 MiB. ``--verbose`` logs each file's duration, windows, time and peak RSS.
+3159 MiB. (Those figures predate the faster start below, which imports less:
+the mini model then took 85 MiB less.) ``--verbose`` logs each file's
+duration, windows, time and peak RSS.
+
+Nothing but the transcripts goes to stdout, and nothing but the command's
+own errors and notes to stderr: what ESPnet and KenLM print while the model
+loads (notices, warnings, KenLM's progress bar over the ARPA file) is held
+back, and shown only with ``--verbose``, or when loading fails unexpectedly.
+The recipe's models are built without importing ESPnet's ASR task and
+inference binary (which import every model ESPnet has): the first
+transcript of the mini model came 1.8x sooner than before
+(``benchmarks/bench_startup.py``; figures in ``docs/benchmarks.md``).
 """
 
 import argparse
