@@ -16,10 +16,10 @@ Ogg, FLAC, ...) and any number of channels are good, resampled to the model's
 rate and mixed to mono; silence is good (an empty or near-empty transcript). A
 bad file (an empty file, no samples, not audio, a header cut short, NaN/inf
 samples, ...) is reported on stderr as ``transcribe: ERROR: <file>:
-<reason>``, the other files are still transcribed, and the exit status is then
-1. A clip shorter than the model's minimum input (the encoder's subsampling
-needs a few frames: 60 ms for conv2d with a 10 ms hop) is padded with silence
-on both sides to 200 ms, with a note on stderr.
+<reason>``, the other files are still transcribed, and the exit status is 1. A
+clip shorter than the model's minimum input (the encoder's subsampling needs a
+few frames: 60 ms for conv2d with a 10 ms hop) is padded with silence on both
+sides to 200 ms, with a note on stderr.
 
 Long recordings are decoded in windows of at most ``--window_seconds`` (20 s
 by default, the longest training utterance of the recipe's default
