@@ -113,6 +113,9 @@ class StreamingFeatures:
             self._framer_args = (stft.n_fft, stft.hop_length)
             self._pad = stft.n_fft // 2 if stft.center else 0
             self.dim = int(frontend.output_size())
+        #: Samples between frames: the frame shift is ``hop_length / fs`` s
+        #: (times the encoder's subsampling, for the CTC searches' frames).
+        self.hop_length: int = self._framer_args[1]
         self._begun = False
 
     def begin(self) -> None:

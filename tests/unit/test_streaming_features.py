@@ -103,6 +103,7 @@ def test_frames_come_out_as_soon_as_their_window_is_in():
     conf = FRONTENDS["n_fft 256, hop 128"]  # half a window: one hop
     model = SimpleNamespace(frontend=DefaultFrontend(fs=FS, **conf), normalize=None)
     features = StreamingFeatures(model)
+    assert (features.hop_length, features.dim) == (128, 20)
     features.begin()
     samples = audio(0.2)[:1300]  # 1300 // 128 + 1 = 11 frames offline
 
@@ -128,7 +129,10 @@ def test_fbank_features_in_blocks_are_the_offline_features(tmp_path, sizes):
     samples = audio(0.3 if sizes == [1] else 1.234)
     feats = torch.from_numpy(kaldi_fbank(samples, FS, 23))
     expected = normalize(feats[None], None)[0][0]
-    got = streamed(StreamingFeatures(model, FS, n_mels=23), samples, sizes)
+    features = StreamingFeatures(model, FS, n_mels=23)
+    got = streamed(features, samples, sizes)
+
+    assert (features.hop_length, features.dim) == (160, 23)
 
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
