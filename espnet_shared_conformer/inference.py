@@ -320,21 +320,30 @@ def load_asr_model(
 ) -> Tuple[Any, Any]:
     """Build an ESPnet ASR model for decoding: ``(model, train_args)``.
 
-    Registers the encoder first. With ``quantize_asr_model`` the model's
-    ``quantize_modules`` are dynamically quantized to ``quantize_dtype``
-    (CPU only: PyTorch's dynamic int8 kernels have no CUDA version).
+    The recipe's models are built without importing ESPnet's ASR task
+    (:mod:`espnet_shared_conformer._asr_model`: seconds less to start);
+    others by ``ASRTask.build_model_from_file``, with the encoder registered
+    first. With ``quantize_asr_model`` the model's ``quantize_modules`` are
+    dynamically quantized to ``quantize_dtype`` (CPU only: PyTorch's dynamic
+    int8 kernels have no CUDA version).
     """
     import torch
-    from espnet2.tasks.asr import ASRTask
 
-    register_encoder()
+    from espnet_shared_conformer._asr_model import build_from_files
+
     if quantize_asr_model and device != "cpu":
         raise ValueError(
             f"quantize_asr_model: dynamic quantization runs on the CPU, not {device}"
         )
-    model, train_args = ASRTask.build_model_from_file(
-        str(asr_train_config), str(asr_model_file), device
-    )
+    built = build_from_files(asr_train_config, asr_model_file, device)
+    if built is None:
+        from espnet2.tasks.asr import ASRTask
+
+        register_encoder()
+        built = ASRTask.build_model_from_file(
+            str(asr_train_config), str(asr_model_file), device
+        )
+    model, train_args = built
     model.to(dtype=getattr(torch, dtype)).eval()
     if quantize_asr_model:
         model = quantize_model(model, quantize_modules, quantize_dtype)
@@ -737,13 +746,66 @@ class Transcriber:
 
 
 def _speech2text_defaults() -> Dict[str, Any]:
-    from espnet2.bin.asr_inference import Speech2Text
+    """ESPnet's ``Speech2Text`` options and their defaults.
 
-    return {
-        name: p.default
-        for name, p in inspect.signature(Speech2Text.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+    Read from the source of ``espnet2.bin.asr_inference`` when every default
+    there is a literal (they are: strings, numbers, None, lists): importing
+    the module takes most of the start of a transcription command (every
+    task, tokenizer and LM of ESPnet: 6 s of CPU time on top of the model's
+    own imports, on the 2-core development machine), parsing it 0.1 s.
+    Otherwise the imported class's signature.
+    """
+    try:
+        return _literal_defaults("espnet2.bin.asr_inference", "Speech2Text")
+    except ValueError:
+        from espnet2.bin.asr_inference import Speech2Text
+
+        return {
+            name: p.default
+            for name, p in inspect.signature(Speech2Text.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+
+
+def _literal_defaults(module: str, class_name: str) -> Dict[str, Any]:
+    """The keyword defaults of ``module.class_name.__init__``, from its source.
+
+    ``ValueError`` when the source is not at hand, the class or its
+    ``__init__`` is not defined there at top level, or a default is not a
+    literal.
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ValueError(f"no source for {module}")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    init = next(
+        (
+            node
+            for cls in tree.body
+            if isinstance(cls, ast.ClassDef) and cls.name == class_name
+            for node in cls.body
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__"
+        ),
+        None,
+    )
+    if init is None:
+        raise ValueError(f"no {class_name}.__init__ in {spec.origin}")
+    arguments = init.args
+    positional = arguments.posonlyargs + arguments.args
+    with_default = positional[len(positional) - len(arguments.defaults) :]
+    pairs = list(zip(with_default, arguments.defaults, strict=True))
+    pairs += [
+        (arg, default)
+        for arg, default in zip(
+            arguments.kwonlyargs, arguments.kw_defaults, strict=True
+        )
+        if default is not None  # a keyword-only argument without a default
+    ]
+    # literal_eval raises ValueError for anything but a literal.
+    return {arg.arg: ast.literal_eval(default) for arg, default in pairs}
 
 
 def load_model(

@@ -189,7 +189,7 @@ def test_pocketsphinx_hypothesis_does_not_depend_on_earlier_utterances(
     statistics into the quiet, noisy one; the peer must decode every
     utterance as if it came first."""
     pytest.importorskip("pocketsphinx")
-    audio_io = local_module("audio_io")
+    from espnet_shared_conformer import audio_io
 
     def speak(name: str, text: str, *options: str) -> np.ndarray:
         wav = tmp_path / f"{name}.wav"

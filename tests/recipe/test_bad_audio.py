@@ -1,9 +1,10 @@
-"""Bad audio, anywhere a user can hand it in (the recipe's one loader, audio_io).
+"""Bad audio, anywhere a user can hand it in (the one loader, the package's audio_io).
 
 Each kind of file is tried where a user can give it: the loader itself, data
 preparation (librispeech_data_prep.py, prepare_real_clips.py,
 validate_data_dir.py --check_audio), dumping (dump_audio.py) and
-transcription (transcribe.py with a real, randomly initialized packed model).
+transcription (``python -m espnet_shared_conformer.bin.transcribe`` with a
+real, randomly initialized packed model).
 Good kinds are decoded and resampled; bad kinds are named with the reason, and
 data preparation and dumping then write nothing.
 """
@@ -20,10 +21,11 @@ import numpy as np
 import pytest
 import soundfile
 from bad_audio_helpers import BAD, GOOD, RATE, build_packed_model, speech, write
-from pipeline_helpers import UTILS_DIR, local_module, run
+from pipeline_helpers import local_module, run
 from pipeline_helpers import write_data_dir as write_kaldi_dir
 
-audio_io = local_module("audio_io")
+from espnet_shared_conformer import audio_io
+
 dump_audio = local_module("dump_audio")
 validate_data_dir = local_module("validate_data_dir")
 librispeech_data_prep = local_module("librispeech_data_prep")
@@ -321,7 +323,7 @@ def test_spaces_and_non_ascii_in_corpus_path_through_prep_and_dump(
 
 # ------------------------------------------------------------- transcription
 
-TRANSCRIBE = UTILS_DIR / "transcribe.py"
+TRANSCRIBE = [sys.executable, "-m", "espnet_shared_conformer.bin.transcribe"]
 _FILE_LOG = re.compile(
     r"INFO: (?P<path>.+): (?P<seconds>[\d.]+) s of audio in (?P<windows>\d+) "
     r"window\(s\), decoded in [\d.]+ s, peak RSS (?P<rss>\d+) MiB"
@@ -341,7 +343,7 @@ def packed_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def transcription(packed_model: Path, tmp_path_factory):
-    """One transcribe.py run over every kind, bad ones between good ones, a
+    """One transcribe run over every kind, bad ones between good ones, a
     10 s recording first and a 3-minute one last (for the memory bound)."""
     files = tmp_path_factory.mktemp("audio")
     paths: Dict[str, Path] = {
@@ -355,7 +357,7 @@ def transcription(packed_model: Path, tmp_path_factory):
     paths["3 min"] = write(files / "three_minutes.wav", speech(180.0), subtype="PCM_16")
     unpack = tmp_path_factory.mktemp("unpacked")
     result = run(
-        [sys.executable, TRANSCRIBE, "--model", packed_model, "--unpack_dir", unpack]
+        [*TRANSCRIBE, "--model", packed_model, "--unpack_dir", unpack]
         + ["--verbose", *paths.values()],
         timeout=600,
     )
@@ -420,7 +422,7 @@ def test_transcribe_three_minutes_completely_in_bounded_memory(transcription):
 def test_transcribe_good_files_only_exits_zero(packed_model: Path, tmp_path: Path):
     silence, short = GOOD["3 s of silence"](tmp_path), GOOD["50 ms clip"](tmp_path)
     result = run(
-        [sys.executable, TRANSCRIBE, "--model", packed_model]
+        [*TRANSCRIBE, "--model", packed_model]
         + ["--unpack_dir", tmp_path / "unpacked", silence, short],
         timeout=300,
     )

@@ -1,4 +1,4 @@
-"""Helpers of stages 2, 4 and 5 and the user's transcribe.py: outputs and errors."""
+"""Helpers of stages 2, 4 and 5: outputs and errors."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import shutil
 
 import pytest
 from pipeline_helpers import (
-    UTILS_DIR,
     local_module,
     read_table,
-    run,
     tone,
     write_data_dir,
 )
@@ -168,18 +166,3 @@ def test_bpe_vocabulary_too_large_is_explained(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--nbpe 5000" in err and "Vocabulary size too high" in err
     assert not (tmp_path / "bpe").exists() and not (tmp_path / "bpe.tmp").exists()
-
-
-def test_transcribe_reports_a_missing_model(tmp_path):
-    result = run(
-        [
-            "python",
-            UTILS_DIR / "transcribe.py",
-            "--model",
-            tmp_path / "none.zip",
-            "a.wav",
-        ]
-    )
-
-    assert result.returncode == 1
-    assert "no such model file" in result.stderr

@@ -107,3 +107,22 @@ def test_drift_window_longer_than_the_run_is_refused():
     )  # fmt: skip
     assert run.returncode == 2
     assert "--window (10.0) must be > 0 and <= --seconds (5.0)" in run.stderr
+
+
+def test_startup_benchmark_refuses_what_it_cannot_time(tmp_path):
+    script = BENCHMARKS / "bench_startup.py"
+    zero = subprocess.run(
+        [sys.executable, str(script), "--model", __file__, "--runs", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    missing = subprocess.run(
+        [sys.executable, str(script), "--model", str(tmp_path / "none.zip")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert zero.returncode == 2 and "--runs (0) must be >= 1" in zero.stderr
+    assert missing.returncode == 2 and "--model: no such file" in missing.stderr

@@ -145,7 +145,7 @@ def _throwaway_python(root: Path) -> Path:
 
 
 def test_command_lines(workdir, tmp_path, monkeypatch, capsys):
-    from espnet_shared_conformer.bin import asr_inference, asr_train
+    from espnet_shared_conformer.bin import asr_inference, asr_train, transcribe
 
     monkeypatch.chdir(workdir["work"])
     commands = [
@@ -170,6 +170,11 @@ def test_command_lines(workdir, tmp_path, monkeypatch, capsys):
             out = Path(args[args.index("--output_dir") + 1])
             text = (out / "1best_recog" / "text").read_text().split(" ", 1)[1]
             assert text.strip() == TEXT
+        elif module == "espnet_shared_conformer.bin.transcribe":
+            monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+            assert transcribe.main(args) == 0
+            path, text = capsys.readouterr().out.splitlines()[-1].split("\t")
+            assert (path, text) == (args[-1], TEXT)
         elif module in (
             "espnet_shared_conformer.enable",
             "espnet_shared_conformer.disable",

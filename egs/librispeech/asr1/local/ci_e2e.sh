@@ -133,7 +133,7 @@ check "$(cat "${token_dir}/tokens.txt" dump/raw/train/wav.scp "${stats}/train/te
 # A user's own recording: 8 kHz wav, transcribed through the packed zip.
 first_audio=$(head -n 1 data/test_librivox/wav.scp | cut -d' ' -f2)
 sox "${first_audio}" -r 8000 user_clip.wav
-"${python}" pyscripts/utils/transcribe.py --model "${exp}/packed.zip" --unpack_dir unpacked \
+"${python}" -m espnet_shared_conformer.bin.transcribe --model "${exp}/packed.zip" --unpack_dir unpacked \
     user_clip.wav >transcript.txt
 check "$(cut -f1 transcript.txt)" = user_clip.wav
 check "$(awk -F'\t' '{ print NF }' transcript.txt)" -eq 2
@@ -177,7 +177,7 @@ done
 check "$(grep -cE '^\|decode_[^|]*/test_[a-z]+(\|[0-9]+(\.[0-9])?){8}\|$' "${char_exp}/RESULTS.md")" -eq 6
 # The packed zip carries the lexicon and LM, and transcribes with them.
 check "$("${python}" -c 'import sys, zipfile; print(sum(n.endswith(("/lexicon.txt", "/word_lm.arpa")) for n in zipfile.ZipFile(sys.argv[1]).namelist()))' "${char_exp}/packed.zip")" -eq 2
-"${python}" pyscripts/utils/transcribe.py --model "${char_exp}/packed.zip" --unpack_dir unpacked_char \
+"${python}" -m espnet_shared_conformer.bin.transcribe --model "${char_exp}/packed.zip" --unpack_dir unpacked_char \
     user_clip.wav >transcript_char.txt
 check "$(cut -f1 transcript_char.txt)" = user_clip.wav
 outside=$(cut -f2 transcript_char.txt | tr ' ' '\n' | sed '/^$/d' | LC_ALL=C sort -u |

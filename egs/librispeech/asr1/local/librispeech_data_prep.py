@@ -16,8 +16,9 @@ Every problem in the input (a chapter without transcript, an empty
 transcript line, a transcript line without audio, audio without transcript
 line, an id that does not belong to its chapter, a bad flac) is reported
 with its file and line, and DST is then left untouched; the whole list is
-printed, not only the first.  Every flac is decoded by ``audio_io``, the
-loader of the dump stage and ``transcribe.py``, so the three agree on what is
+printed, not only the first.  Every flac is decoded by
+``espnet_shared_conformer.audio_io``, the loader of the dump stage and
+``espnet_shared_conformer.bin.transcribe``, so the three agree on what is
 bad ("empty file", "not an audio file (...)", "corrupt or truncated audio
 data ...", "NaN/inf samples ..."); decoding runs at about 3000x real
 time per thread (``--nj``; 16 kHz speech flac, measured), so about 20

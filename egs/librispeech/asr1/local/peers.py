@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
-from audio_io import AudioError, load_audio
 from datadir import DataDirError, building, log, read_table, write_table
 from score_sclite import score
 from textnorm import normalize_text, read_spellings
+
+from espnet_shared_conformer.audio_io import AudioError, load_audio
 
 RATE = 16000
 #: LibriSpeech's spellings of written forms, as the mini corpus uses them.

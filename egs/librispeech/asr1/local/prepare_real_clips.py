@@ -14,10 +14,11 @@ Two transcript formats:
   counted in the log.
 
 Audio stays as it is (16 kHz LibriVox, 8 kHz Asterisk); the dump stage
-resamples.  Every file is decoded first by ``audio_io``, the loader of the
-dump stage and ``transcribe.py``; each bad one is reported with its reason and
-nothing is written.  Utterance ids are ``<speaker>-<name>`` (``/`` in names becomes
-``_``).
+resamples. Every file is decoded first by
+``espnet_shared_conformer.audio_io``, the loader of the dump stage and
+``espnet_shared_conformer.bin.transcribe``; each bad one is reported with its
+reason and nothing is written. Utterance ids are ``<speaker>-<name>`` (``/``
+in names becomes ``_``).
 
     python local/prepare_real_clips.py --format sphinx --speaker librivox \\
         --transcripts /usr/share/pocketsphinx/test/data/librivox/transcription \\

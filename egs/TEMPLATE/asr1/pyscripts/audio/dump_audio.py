@@ -11,14 +11,15 @@ files) or Kaldi fbank features (``--feats_type fbank``: ``feats.scp`` +
 ``--fs``), ``text``, ``utt2spk``, ``spk2utt`` and the marker files
 ``feats_type`` and ``audio_format``.
 
-Bad audio is judged by ``audio_io``, the loader data preparation and
-``transcribe.py`` use too. Every audio file is decoded and checked before
-anything is written; all the bad ones are reported (``wav.scp`` line, path and
-reason: "empty file", "NaN/inf samples ...") and nothing is written. Commands
-(``... |``, e.g. speed perturbation) run once, while writing: the output is
-built under ``OUT.tmp`` and renamed to ``OUT`` only when every utterance
-succeeded, so an error there too leaves any previous ``OUT`` untouched and no
-partial one. Exit status 1 for bad input.
+Bad audio is judged by ``espnet_shared_conformer.audio_io``, the loader data
+preparation and ``espnet_shared_conformer.bin.transcribe`` use too. Every
+audio file is decoded and checked before anything is written; all the bad ones
+are reported (``wav.scp`` line, path and reason: "empty file", "NaN/inf
+samples ...") and nothing is written. Commands (``... |``, e.g. speed
+perturbation) run once, while writing: the output is built under ``OUT.tmp``
+and renamed to ``OUT`` only when every utterance succeeded, so an error there
+too leaves any previous ``OUT`` untouched and no partial one. Exit status 1
+for bad input.
 """
 
 import argparse
@@ -32,14 +33,6 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import soundfile
-from audio_io import (
-    MIN_INPUT_RATE,
-    AudioError,
-    check_audio,
-    is_command,
-    kaldi_fbank,
-    load_audio,
-)
 from datadir import (
     DataDirError,
     Progress,
@@ -48,6 +41,15 @@ from datadir import (
     read_data_dir,
     spk2utt_lines,
     write_table,
+)
+
+from espnet_shared_conformer.audio_io import (
+    MIN_INPUT_RATE,
+    AudioError,
+    check_audio,
+    is_command,
+    kaldi_fbank,
+    load_audio,
 )
 
 #: Output files are spread over sub-directories of this many utterances each.

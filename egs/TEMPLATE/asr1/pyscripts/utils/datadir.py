@@ -91,10 +91,13 @@ class DataDirError(Exception):
 
 def exit_status(step: Callable[[], object]) -> int:
     """A script's exit status: 0 when ``step()`` returns, 1 when it raises
-    :class:`DataDirError`, which is logged as ``ERROR: <message>``."""
+    :class:`DataDirError` or the package's ``AudioError`` (bad audio is bad
+    input too), which is logged as ``ERROR: <message>``."""
+    from espnet_shared_conformer.audio_io import AudioError
+
     try:
         step()
-    except DataDirError as e:
+    except (DataDirError, AudioError) as e:
         log(f"ERROR: {e}")
         return 1
     return 0
@@ -526,8 +529,9 @@ def _check_audio_files(
 
 def check_audio_file(path: str) -> Optional[str]:
     """``None`` when ``path`` is good audio, else ``"cannot read audio <path>:
-    <reason>"``, the reason from ``audio_io`` (the whole file is decoded)."""
-    from audio_io import check_audio  # sibling module in pyscripts/utils/
+    <reason>"``, the reason from ``espnet_shared_conformer.audio_io`` (the whole file is
+    decoded)."""
+    from espnet_shared_conformer.audio_io import check_audio
 
     problem = check_audio(path, allow_command=False)
     return None if problem is None else f"cannot read audio {path}: {problem}"

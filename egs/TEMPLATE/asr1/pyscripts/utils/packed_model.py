@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
-from audio_io import kaldi_fbank, load_audio
+
+from espnet_shared_conformer.audio_io import kaldi_fbank, load_audio
 
 __all__ = ["PackedModel", "load_speech2text"]
 

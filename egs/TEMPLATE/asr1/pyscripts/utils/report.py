@@ -106,7 +106,7 @@ def measure_rtf(packed: Path, data: Path, num_utts: int) -> Dict[str, Any]:
         model = load_speech2text(packed, Path(unpack_dir))
         load_seconds = time.monotonic() - load_start
         if (data / "wav.scp").exists():
-            from audio_io import load_audio
+            from espnet_shared_conformer.audio_io import load_audio
 
             wav = read_table(data / "wav.scp")
             inputs = [load_audio(wav[u], model.fs) for u in utts]

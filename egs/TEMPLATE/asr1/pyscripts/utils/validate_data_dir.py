@@ -7,10 +7,10 @@ sort`` sorts them; wav.scp, text and utt2spk list the same utterances; every
 utterance id starts with its speaker id; spk2utt is exactly utt2spk
 inverted; no transcript is empty; transcripts use LibriSpeech's alphabet
 (A-Z, apostrophe, space); every audio file exists. With ``--check_audio``
-each audio file is also decoded by ``audio_io``, the loader the dump stage
-and ``transcribe.py`` use, and must be good audio there (not empty, a format
-libsndfile reads, samples, a rate of at least 8 kHz, not truncated, no
-NaN/inf samples).
+each audio file is also decoded by ``espnet_shared_conformer.audio_io``, the
+loader the dump stage and ``espnet_shared_conformer.bin.transcribe`` use,
+and must be good audio there (not empty, a format libsndfile reads, samples,
+a rate of at least 8 kHz, not truncated, no NaN/inf samples).
 
 Each problem is logged with its file and line. Exit status: 0 when clean,
 1 otherwise.

@@ -1,9 +1,12 @@
-"""The recipe's one audio loader: it decides what is bad, and how good audio sounds.
+"""The one audio loader: it decides what is bad, and how good audio sounds.
 
-Data preparation (``datadir.check_audio_file``), dumping
-(``dump_audio.py``) and a user's own files (``transcribe.py``) all read audio
-through :func:`audio_blocks`, so they agree on what is bad, and a model hears
-its test audio resampled exactly as it heard its training audio.
+The recipe's data preparation (``datadir.check_audio_file``), its dumping
+(``dump_audio.py``) and a user's own files (``python -m
+espnet_shared_conformer.bin.transcribe``) all read audio through
+:func:`audio_blocks`, so they agree on what is bad, and a model hears its
+test audio resampled exactly as it heard its training audio. It lives in the
+package, not the recipe, so that the transcription command works for anyone
+who installed the package and holds a packed model.
 
 Good: any format and sample rate (>= ``MIN_INPUT_RATE``) libsndfile decodes
 (WAV of any sample type, u-law included, FLAC, Ogg Vorbis, MP3, ...), any
@@ -28,7 +31,6 @@ from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile
-from datadir import DataDirError
 
 __all__ = [
     "AudioError",
@@ -62,12 +64,12 @@ _BLOCK_ALIGN = re.compile(r"Block Align\s*: (\d+)")
 _STREAMED_SIZE = 0x7FF00000
 
 
-class AudioError(DataDirError):
+class AudioError(ValueError):
     """``source`` (a path or a ``wav.scp`` command) cannot be used as audio.
 
     ``reason`` says why in a few words ("empty file", "NaN/inf samples ...");
-    the message is ``"<source>: <reason>"``. A :class:`datadir.DataDirError`,
-    so that a stage reports it as any other bad input.
+    the message is ``"<source>: <reason>"``. The recipe's ``datadir.exit_status``
+    reports it as any other bad input.
     """
 
     def __init__(self, source: str, reason: str) -> None:

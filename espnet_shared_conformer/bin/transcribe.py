@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
 """Transcribe audio files with a trained model and its own decoding config.
 
-    python pyscripts/utils/transcribe.py --model exp/asr_.../packed.zip a.wav b.flac ...
+    python -m espnet_shared_conformer.bin.transcribe \\
+        --model exp/asr_.../packed.zip a.wav b.flac ...
 
 ``--model`` is a zip packed by the recipe (stage 14) or an experiment
 directory decoded by stage 12; the model is loaded by
@@ -9,17 +9,17 @@ directory decoded by stage 12; the model is loaded by
 configuration it was scored with (lexicon and word LM included).
 
 Prints one line per good file, ``<file><TAB><transcript>``, in the order
-given. Audio is read by ``audio_io``, the loader of the recipe's data
-preparation and dumping, so all three agree on what is bad: any format and
-sample rate libsndfile decodes (8-bit u-law, 24-bit 96 kHz, Ogg, FLAC, ...)
-and any number of channels are good, resampled to the model's rate and mixed
-to mono; silence is good (an empty or near-empty transcript). A bad file (an
-empty file, no samples, not audio, a header cut short, NaN/inf samples, ...)
-is reported on stderr as ``transcribe: ERROR: <file>: <reason>``, the other
-files are still transcribed, and the exit status is then 1. A clip shorter
-than the model's minimum input (the encoder's subsampling needs a few frames:
-60 ms for conv2d with a 10 ms hop) is padded with silence on both sides to
-200 ms, with a note on stderr.
+given. Audio is read by :mod:`espnet_shared_conformer.audio_io`, the loader of
+the recipe's data preparation and dumping, so all three agree on what is bad:
+any format and sample rate libsndfile decodes (8-bit u-law, 24-bit 96 kHz,
+Ogg, FLAC, ...) and any number of channels are good, resampled to the model's
+rate and mixed to mono; silence is good (an empty or near-empty transcript). A
+bad file (an empty file, no samples, not audio, a header cut short, NaN/inf
+samples, ...) is reported on stderr as ``transcribe: ERROR: <file>:
+<reason>``, the other files are still transcribed, and the exit status is 1. A
+clip shorter than the model's minimum input (the encoder's subsampling needs a
+few frames: 60 ms for conv2d with a 10 ms hop) is padded with silence on both
+sides to 200 ms, with a note on stderr.
 
 Long recordings are decoded in windows of at most ``--window_seconds`` (20 s
 by default, the longest training utterance of the recipe's default
@@ -34,7 +34,18 @@ search and a word 3-gram: 1021 MiB for 1 s of speech (torch, ESPnet and the
 model), 1031 / 1078 / 1075 / 1071 MiB for 10 s / 60 s / 180 s / 600 s; with
 ESPnet's beam search instead, 1032 / 1056 / 1062 MiB for 10 / 60 / 180 s.
 Decoded whole (``--window_seconds 1e6``), 60 s took 1182 MiB and 180 s
-3159 MiB. ``--verbose`` logs each file's duration, windows, time and peak RSS.
+3159 MiB. (Those figures predate the faster start below, which imports less:
+the mini model then took 85 MiB less.) ``--verbose`` logs each file's
+duration, windows, time and peak RSS.
+
+Nothing but the transcripts goes to stdout, and nothing but the command's
+own errors and notes to stderr: what ESPnet and KenLM print while the model
+loads (notices, warnings, KenLM's progress bar over the ARPA file) is held
+back, and shown only with ``--verbose``, or when loading fails unexpectedly.
+The recipe's models are built without importing ESPnet's ASR task and
+inference binary (which import every model ESPnet has): the first
+transcript of the mini model came 1.8x sooner than before
+(``benchmarks/bench_startup.py``; figures in ``docs/benchmarks.md``).
 """
 
 import argparse
@@ -47,7 +58,14 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
-from audio_io import AudioError, audio_blocks, kaldi_fbank, split_at_pauses
+
+from espnet_shared_conformer._cli import captured_output, command_parser
+from espnet_shared_conformer.audio_io import (
+    AudioError,
+    audio_blocks,
+    kaldi_fbank,
+    split_at_pauses,
+)
 
 #: Shortest window tried when searching for the model's minimum input; longer
 #: is always accepted by the encoders ESPnet builds (15 frames at most).
@@ -60,10 +78,7 @@ _PAD_SECONDS = 0.2
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = command_parser("bin.transcribe", __doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
         type=Path,
@@ -110,7 +125,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="store_true",
         help="log each file's duration, windows, time and peak memory, and "
-        "ESPnet's log",
+        "what ESPnet and KenLM print while the model loads",
     )
     return parser
 
@@ -275,12 +290,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
+    expected = (ValueError, FileNotFoundError)
     try:
         # Stdout carries the transcripts only; some ESPnet releases print
-        # notices there while being imported (Flash Attention's absence).
-        with contextlib.redirect_stdout(sys.stderr):
+        # notices there while being imported (Flash Attention's absence), and
+        # KenLM draws a progress bar on stderr while it reads an ARPA file.
+        # Only --verbose shows them (on stderr).
+        with (
+            contextlib.redirect_stdout(sys.stderr),
+            captured_output(enabled=not args.verbose, expected=expected),
+        ):
             decoder = WindowDecoder(_load(args))
-    except (ValueError, FileNotFoundError) as e:
+    except expected as e:
         print(f"transcribe: ERROR: cannot load {args.model}: {e}", file=sys.stderr)
         return 1
     failed = 0
