@@ -8,8 +8,13 @@ applies the rule from the options alone (no torch); the report counts the
 real model and sets it beside the *virtual-equivalent* encoder, the unshared
 full-rank Conformer with the same virtual depth.
 
-For an encoder that streams (``chunk_size`` > 0) the report also gives the
-memory one stream's caches take between chunks, from
+For an encoder that streams the report also gives the memory one stream's
+caches take between chunks: at its ``chunk_size`` and ``num_left_chunks``,
+or, for a model trained with dynamic chunks that evaluates at full context
+(``chunk_size`` 0), at :data:`NOMINAL_CHUNK` frames and
+:data:`NOMINAL_LEFT_CHUNKS` left chunks where ``num_left_chunks`` is -1
+(640 ms chunks and 2.56 s of left context with a 10 ms hop and 4x
+subsampling); from
 :func:`espnet_shared_conformer.streaming.cache_size`: per virtual layer
 ``2 d N C`` floats of keys and values (``N`` left chunks of ``C`` frames) and
 ``d (k - 1)`` of the causal convolution's left context, plus the input frames
@@ -38,6 +43,8 @@ if TYPE_CHECKING:  # streaming imports torch, which the rule does without
     from espnet_shared_conformer.streaming import CacheSize
 
 __all__ = [
+    "NOMINAL_CHUNK",
+    "NOMINAL_LEFT_CHUNKS",
     "ParameterReport",
     "count_parameters",
     "encoder_block_parameters",
@@ -169,6 +176,12 @@ def parameters_by_part(model, parts: Optional[Sequence[str]] = None) -> Dict[str
     return counts
 
 
+#: Chunk (output frames) and left chunks at which the report sizes the cache
+#: of a dynamic-chunk model whose config evaluates at full context.
+NOMINAL_CHUNK = 16
+NOMINAL_LEFT_CHUNKS = 4
+
+
 @dataclass(frozen=True)
 class ParameterReport:
     """Unique parameters per part of an ESPnet ASR model, what sharing saves,
@@ -181,7 +194,8 @@ class ParameterReport:
     encoder: int
     encoder_virtual: int
     encoder_name: str
-    # At the config's chunk_size and num_left_chunks; None when it does not stream.
+    # At the config's chunk_size and num_left_chunks (a dynamic-chunk model
+    # at full context: the nominal chunk); None when it does not stream.
     streaming_cache: Optional["CacheSize"] = None
 
     @property
@@ -257,6 +271,15 @@ class ParameterReport:
                 from espnet_shared_conformer.streaming import cache_size
 
                 streaming_cache = cache_size(options)
+            elif options["dynamic_chunk_training"]:
+                from espnet_shared_conformer.streaming import cache_size
+
+                left = options["num_left_chunks"]
+                streaming_cache = cache_size(
+                    options,
+                    chunk_size=NOMINAL_CHUNK,
+                    num_left_chunks=NOMINAL_LEFT_CHUNKS if left < 0 else left,
+                )
         return cls(
             config=config,
             vocab_size=len(model.token_list),

@@ -13,6 +13,8 @@ from pipeline_helpers import RECIPE_DIR, UTILS_DIR
 CONF = RECIPE_DIR / "conf"
 SHARED_960H = sorted((CONF / "tuning").glob("train_asr_shared_conformer_*_960h.yaml"))
 LEVELS = {"l1_repeat", "l2_share_modules", "l3_tie", "l4_lowrank", "combined"}
+# The combined model trained to stream, next to the levels.
+VARIANTS = {"streaming"}
 
 
 def load(path):
@@ -52,7 +54,34 @@ def test_one_960h_config_per_sharing_level():
         p.name[len("train_asr_shared_conformer_") : -len("_960h.yaml")]
         for p in SHARED_960H
     }
-    assert names == LEVELS
+    assert names == LEVELS | VARIANTS
+
+
+@pytest.mark.parametrize("corpus", ["960h", "mini"])
+def test_streaming_configs_are_their_defaults_trained_to_stream(corpus):
+    """The streaming configs change nothing but the streaming options, and
+    one stream's cache at 640 ms chunks with 4 left chunks is at most the
+    model's weights (issue 21)."""
+    params = pytest.importorskip("espnet_shared_conformer.params")
+    base = "combined_960h" if corpus == "960h" else "mini"
+    streaming = CONF / "tuning" / f"train_asr_shared_conformer_streaming_{corpus}.yaml"
+    config = load(streaming)
+    default = load(CONF / "tuning" / f"train_asr_shared_conformer_{base}.yaml")
+    added = {
+        "causal_conv": True,
+        "dynamic_chunk_training": True,
+        "dynamic_left_chunks": True,
+    }
+    assert config["encoder_conf"] == {**default["encoder_conf"], **added}
+    assert {k: v for k, v in config.items() if k != "encoder_conf"} == {
+        k: v for k, v in default.items() if k != "encoder_conf"
+    }
+    report = params.ParameterReport.from_config(
+        str(streaming), vocab_size=256 if corpus == "960h" else 31
+    )
+    cache = report.streaming_cache
+    assert (cache.chunk_size, cache.num_left_chunks) == (16, 4)
+    assert 0 < cache.total <= report.total
 
 
 @pytest.mark.parametrize("path", SHARED_960H, ids=lambda p: p.stem)

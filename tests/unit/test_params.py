@@ -272,6 +272,25 @@ def test_report_gives_a_streaming_encoders_cache_by_the_formula(tmp_path, capsys
     assert report.streaming_cache.total is None
     assert "per output frame, unbounded" in report.format()
 
+    # Trained with dynamic chunks, evaluated at full context: the nominal
+    # chunk, and the nominal left chunks only where the config sets none.
+    dynamic = dict(
+        ENCODER_CONF,
+        causal_conv=True,
+        dynamic_chunk_training=True,
+        rel_pos_type="latest",
+    )
+    cache = ParameterReport.from_config(
+        _config(tmp_path, "shared_conformer", dynamic), vocab_size=40
+    ).streaming_cache
+    assert (cache.chunk_size, cache.num_left_chunks) == (16, 4)
+    assert cache.total == 8 * (2 * 32 * 4 * 16 + 32 * 6) + 80 * 66
+    cache = ParameterReport.from_config(
+        _config(tmp_path, "shared_conformer", dict(dynamic, num_left_chunks=1)),
+        vocab_size=40,
+    ).streaming_cache
+    assert (cache.chunk_size, cache.num_left_chunks) == (16, 1)
+
     plain = ParameterReport.from_config(
         _config(tmp_path, "shared_conformer", ENCODER_CONF), vocab_size=40
     )

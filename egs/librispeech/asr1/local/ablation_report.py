@@ -68,6 +68,11 @@ PAPER_SCALE = (
         "(iv) low rank, shared factor",
     ),
     ("train_asr_shared_conformer_combined_960h.yaml", 256, "all four levels"),
+    (
+        "train_asr_shared_conformer_streaming_960h.yaml",
+        256,
+        "all four levels, streaming (causal convolution, dynamic chunks)",
+    ),
 )
 
 
@@ -306,10 +311,22 @@ def paper_scale_table(tuning: Path) -> str:
                 _m(report.total_virtual),
                 f"{4 * report.total / 2**20:.1f} MiB",
                 f"{report.total / 2**20:.1f} MiB",
+                _stream_cache(report.streaming_cache),
             ]
         )
     head = ["config", "what", "vocabulary", "unique params", "virtual params"]
-    return _table(head + ["fp32", "int8"], lines)
+    cache = "cache per stream, fp32 (chunk x left chunks, output frames)"
+    return _table(head + ["fp32", "int8", cache], lines)
+
+
+def _stream_cache(cache: Any) -> str:
+    """A streaming encoder's cache for the costing table; "-" if it does not stream."""
+    if cache is None:
+        return "-"
+    if cache.total is None:
+        return f"unbounded (chunk {cache.chunk_size}, all left chunks)"
+    size = 4 * cache.total / 2**20
+    return f"{size:.2f} MiB ({cache.chunk_size} x {cache.num_left_chunks})"
 
 
 # Where a point's name may go, in points from the marker, tried in order.
