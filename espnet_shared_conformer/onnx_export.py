@@ -59,23 +59,27 @@ from espnet_shared_conformer.params import count_parameters
 
 __all__ = [
     "EncoderCTC",
+    "InGraphPositions",
     "check_onnx",
     "compact_names",
     "deduplicate_initializers",
     "export_onnx",
     "get_parser",
+    "graph_normalization",
     "main",
 ]
 
 INPUT_NAMES = ("feats", "feats_lengths")
 
 
-class _InGraphPositions(nn.Module):
+class InGraphPositions(nn.Module):
     """ESPnet's sinusoidal positional encoding, computed from the input length.
 
     Replaces ``PositionalEncoding``, ``ScaledPositionalEncoding``,
     ``LegacyRelPositionalEncoding`` and ``RelPositionalEncoding`` (in eval
     mode: no dropout) with the same numbers, without a stored table.
+    :meth:`add_absolute` also serves the streaming chunk step, whose
+    positions start at a stream's offset.
     """
 
     KINDS = {
@@ -101,35 +105,57 @@ class _InGraphPositions(nn.Module):
         self.register_buffer("div_term", div_term, persistent=False)
 
     def _encode(self, positions: torch.Tensor) -> torch.Tensor:
-        """(P,) positions -> (1, P, d): sin on even, cos on odd channels."""
-        angles = positions[:, None] * self.div_term[None, :]  # (P, d/2)
-        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (P, d/2, 2)
-        return pe.reshape(1, -1, self.d_model)
+        """Positions (...) -> (..., d): sin on even, cos on odd channels."""
+        angles = positions[..., None] * self.div_term  # (..., d/2)
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (..., d/2, 2)
+        return pe.flatten(-2)
+
+    def add_absolute(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """An absolute encoding of frames ``x`` (B, T, d) at ``positions``
+        (T,) or (B, T), float: what ESPnet's forward gives from position 0."""
+        if self.kind == "abs":
+            return x * self.xscale + self._encode(positions)
+        assert self.kind == "scaled", f"{self.kind} positions are relative"
+        return x + self.alpha * self._encode(positions)
 
     def forward(self, x: torch.Tensor):
         # 0, 1, ..., T-1 from the data, so the trace keeps T dynamic.
         steps = torch.ones_like(x[0, :, 0]).cumsum(0) - 1  # (T,)
-        if self.kind == "abs":
-            return x * self.xscale + self._encode(steps)
-        if self.kind == "scaled":
-            return x + self.alpha * self._encode(steps)
+        if self.kind in ("abs", "scaled"):
+            return self.add_absolute(x, steps)
         if self.kind == "legacy_rel":
-            return x * self.xscale, self._encode((self.table_len - 1) - steps)
+            return x * self.xscale, self._encode((self.table_len - 1) - steps)[None]
         # Relative positions T-1, ..., 1, 0, -1, ..., -(T-1): (1, 2T-1, d).
         positions = torch.cat((steps[-1] - steps, -steps[1:]))
-        return x * self.xscale, self._encode(positions)
+        return x * self.xscale, self._encode(positions)[None]
 
 
 def _replace_positions(module: nn.Module) -> int:
     """Swap every ESPnet sinusoidal encoding under ``module``; return how many."""
     swapped = 0
     for name, child in list(module.named_children()):
-        if type(child).__name__ in _InGraphPositions.KINDS:
-            setattr(module, name, _InGraphPositions(child))
+        if type(child).__name__ in InGraphPositions.KINDS:
+            setattr(module, name, InGraphPositions(child))
             swapped += 1
         else:
             swapped += _replace_positions(child)
     return swapped
+
+
+def graph_normalization(normalize: Optional[nn.Module]) -> Optional[nn.Module]:
+    """A copy of ESPnet's ``normalize`` module for a graph to apply, or None.
+
+    Only ``GlobalMVN`` goes into a graph (its statistics are two small
+    tensors); any other raises ``ValueError``.
+    """
+    if normalize is None:
+        return None
+    if type(normalize).__name__ != "GlobalMVN":
+        raise ValueError(
+            f"normalize ({type(normalize).__name__}) cannot go into the graph: "
+            "only global_mvn can; normalize the features before the graph"
+        )
+    return copy.deepcopy(normalize)
 
 
 class EncoderCTC(nn.Module):
@@ -152,15 +178,10 @@ class EncoderCTC(nn.Module):
         normalize: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
-        if normalize is not None and type(normalize).__name__ != "GlobalMVN":
-            raise ValueError(
-                f"normalize ({type(normalize).__name__}) cannot go into the graph: "
-                "only global_mvn can; normalize the features before the graph"
-            )
+        self.normalize = graph_normalization(normalize)
         self.encoder = copy.deepcopy(encoder).eval()
         _replace_positions(self.encoder)
         self.ctc_lo = copy.deepcopy(ctc.ctc_lo) if ctc is not None else None
-        self.normalize = copy.deepcopy(normalize) if normalize is not None else None
         self.eval()
 
     def forward(
