@@ -38,7 +38,13 @@ Usage::
         --model exp/asr/valid.acc.ave.pth --out exp/asr/encoder_ctc.onnx
 
 prints the file size, the unique parameters' fp32 bytes and the largest
-difference to PyTorch on two random inputs of different lengths.
+difference to PyTorch on two random inputs of different lengths. With
+``--streaming`` (and ``--chunk_size`` / ``--num_left_chunks`` to override the
+encoder's) it exports one chunk step of a streaming encoder instead, with its
+caches as inputs and outputs, and a JSON sidecar beside it
+(:mod:`~espnet_shared_conformer.onnx_streaming`), checked against the
+encoder's ``forward_chunk``; :mod:`~espnet_shared_conformer.onnx_runtime`
+runs it without torch.
 """
 
 import argparse
@@ -414,11 +420,36 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="largest difference accepted"
     )
+    streaming = parser.add_argument_group(
+        "streaming",
+        "--streaming exports one chunk step instead, its caches as inputs and "
+        "outputs (onnx_streaming), and a JSON sidecar beside it (model.onnx -> "
+        "model.json) for onnx_runtime.OnnxStreamingEncoder",
+    )
+    streaming.add_argument(
+        "--streaming", action="store_true", help="export the streaming chunk step"
+    )
+    streaming.add_argument(
+        "--chunk_size",
+        type=int,
+        default=None,
+        help="output frames per chunk (default: the encoder's chunk_size)",
+    )
+    streaming.add_argument(
+        "--num_left_chunks",
+        type=int,
+        default=None,
+        help="chunks each chunk sees on its left, >= 0 (default: the encoder's)",
+    )
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    for name in ("chunk_size", "num_left_chunks"):
+        if getattr(args, name) is not None and not args.streaming:
+            parser.error(f"--{name} ({getattr(args, name)}) needs --streaming")
 
     from espnet2.tasks.asr import ASRTask
 
@@ -435,21 +466,75 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             file=sys.stderr,
         )
         normalize = None
-    removed = export_onnx(model.encoder, args.out, ctc, normalize, args.opset)
-    wrapper = EncoderCTC(model.encoder, ctc, normalize)
-    diff = check_onnx(args.out, wrapper)
+    if args.streaming:
+        try:
+            removed, diff, what = _export_streaming(args, model, ctc, normalize)
+        except ValueError as e:  # the model cannot stream as asked
+            parser.error(str(e))
+    else:
+        removed = export_onnx(model.encoder, args.out, ctc, normalize, args.opset)
+        wrapper = EncoderCTC(model.encoder, ctc, normalize)
+        diff = check_onnx(args.out, wrapper)
+        what = ""
     parts = [model.encoder] + ([model.ctc] if ctc is not None else [])
     size = os.path.getsize(args.out)
     unique = 4 * count_parameters(*parts)  # fp32 bytes
     print(
-        f"wrote {args.out}: {size:,} bytes; unique parameters at fp32 {unique:,} bytes "
-        f"({size / unique:.2f}x); {removed} duplicate initializers removed; largest "
-        f"difference to PyTorch {diff:.2e}"
+        f"wrote {args.out}{what}: {size:,} bytes; unique parameters at fp32 "
+        f"{unique:,} bytes ({size / unique:.2f}x); {removed} duplicate initializers "
+        f"removed; largest difference to PyTorch {diff:.2e}"
     )
     if diff > args.tolerance:
         print(f"error: difference {diff:.2e} above {args.tolerance}", file=sys.stderr)
         return 1
     return 0
+
+
+def _export_streaming(
+    args: argparse.Namespace,
+    model: nn.Module,
+    ctc: Optional[nn.Module],
+    normalize: Optional[nn.Module],
+) -> Tuple[int, float, str]:
+    """``--streaming``: the chunk step and its sidecar, checked against the
+    encoder's ``forward_chunk``. Returns the duplicates removed, the largest
+    difference and what to add to the report."""
+    from espnet_shared_conformer.onnx_runtime import sidecar_path
+    from espnet_shared_conformer.onnx_streaming import (
+        check_streaming_onnx,
+        export_streaming_onnx,
+    )
+
+    metadata = {
+        "frame_shift": _frame_shift(getattr(model, "frontend", None)),
+        "token_list": list(model.token_list) if ctc is not None else None,
+    }
+    spec = export_streaming_onnx(
+        model.encoder,
+        args.out,
+        ctc,
+        normalize,
+        args.chunk_size,
+        args.num_left_chunks,
+        args.opset,
+        metadata,
+    )
+    diff = check_streaming_onnx(args.out, model.encoder, ctc, normalize)
+    what = (
+        f" (chunk step: {spec['chunk_size']} frames, {spec['num_left_chunks']} "
+        f"left chunks) and {sidecar_path(args.out)}"
+    )
+    return spec["duplicates_removed"], diff, what
+
+
+def _frame_shift(frontend: Optional[nn.Module]) -> Optional[float]:
+    """Seconds between feature frames of ESPnet's default frontend, else None."""
+    hop = getattr(frontend, "hop_length", None)
+    logmel = getattr(frontend, "logmel", None)
+    rate = getattr(logmel, "mel_options", {}).get("sr")
+    if hop is None or rate is None:
+        return None
+    return hop / rate
 
 
 if __name__ == "__main__":

@@ -119,6 +119,11 @@ class ChunkStep(nn.Module):
         normalize: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
+        if not hasattr(encoder, "init_streaming_state"):
+            raise ValueError(
+                f"encoder ({type(encoder).__name__}) does not stream: export a "
+                "SharedConformerEncoder with causal_conv and chunk_size"
+            )
         # The encoder's own checks, with the same messages as forward_chunk's.
         state = encoder.init_streaming_state(1, chunk_size, num_left_chunks)
         if state.num_left_chunks < 0:
@@ -137,18 +142,12 @@ class ChunkStep(nn.Module):
         self.input_layer = options["input_layer"]
         self.window, self.stride = time_window(self.input_layer)
         self.input_frames = self.stride * (self.chunk_size - 1) + self.window
-        self.empty = tuple(
-            LayerCache(
-                key=layer.key.new_zeros(
-                    1, layer.key.size(1), self.left_frames, layer.key.size(3)
-                ),
-                value=layer.value.new_zeros(
-                    1, layer.value.size(1), self.left_frames, layer.value.size(3)
-                ),
-                conv=layer.conv,
-            )
-            for layer in state.layers
-        )
+        # One stream's caches of one virtual layer: (H, L, d_k) keys and as
+        # many values; (k - 1, d) convolution inputs, or None.
+        first = state.layers[0]
+        self.num_layers = len(state.layers)
+        self._attention_shape = (first.key.size(1), self.left_frames, first.key.size(3))
+        self._conv_shape = None if first.conv is None else tuple(first.conv.shape[1:])
         pos_enc = positional_encoding(self.encoder.embed)
         # Relative positions: the same distances for every chunk, the rows of
         # ESPnet's table they need (its whole table would outweigh a tiny
@@ -160,20 +159,16 @@ class ChunkStep(nn.Module):
         self.absolute = None if pos_emb is not None else InGraphPositions(pos_enc)
         self.eval()
 
-    @property
-    def has_conv_cache(self) -> bool:
-        return self.empty[0].conv is not None
-
     def cache_shapes(self) -> List[Tuple[str, str, List[Optional[int]]]]:
         """(graph input, graph output, shape with None for the batch axis)
         of each cache, in the graph's order."""
-        layers, first = len(self.empty), self.empty[0]
+        layers = self.num_layers
         shapes = [
-            (*_KEYS, [layers, None, *first.key.shape[1:]]),
-            (*_VALUES, [layers, None, *first.value.shape[1:]]),
+            (*_KEYS, [layers, None, *self._attention_shape]),
+            (*_VALUES, [layers, None, *self._attention_shape]),
         ]
-        if self.has_conv_cache:
-            shapes.append((*_CONVS, [layers, None, *first.conv.shape[1:]]))
+        if self._conv_shape is not None:
+            shapes.append((*_CONVS, [layers, None, *self._conv_shape]))
         return shapes
 
     def example_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:
@@ -220,7 +215,7 @@ class ChunkStep(nn.Module):
                 value_cache[i],
                 None if conv_cache is None else conv_cache[i],
             )
-            for i in range(len(self.empty))
+            for i in range(self.num_layers)
         )
         out, layers = encoder.encode_chunk(
             x, self.pos_emb, layers, self.left_frames, self._mask(offset, valid)
