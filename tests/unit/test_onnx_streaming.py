@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -16,7 +16,6 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from espnet_shared_conformer.onnx_export import main  # noqa: E402
 from espnet_shared_conformer.onnx_runtime import (  # noqa: E402
     OnnxStreamingEncoder,
     sidecar_path,
@@ -26,7 +25,6 @@ from espnet_shared_conformer.onnx_streaming import (  # noqa: E402
     export_streaming_onnx,
 )
 from espnet_shared_conformer.params import count_parameters  # noqa: E402
-
 from espnet_shared_conformer.subsampling import time_window  # noqa: E402
 
 from conftest import INPUT_SIZE, batch, build, build_espnet  # noqa: E402
@@ -163,3 +161,202 @@ def test_onnx_stream_equals_pytorch_stream_for_other_architectures(tmp_path, opt
     assert names == ["key_cache", "value_cache", "conv_cache"][: 3 if causal else 2]
     # Some 200 output frames: absolute positions follow the stream's offset.
     _assert_streams_agree(encoder, path, ctc, 3, 2, frames=4 * FRAMES + 200)
+
+
+def _initializer_bytes(path: str) -> int:
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    return sum(numpy_helper.to_array(i).nbytes for i in model.graph.initializer)
+
+
+# Weights, not graph structure, dominate the file.
+WIDE = dict(
+    output_size=96, linear_units=384, lowrank_rank=16, lowrank_modules=["mhsa"],
+    lowrank_shared_factor="in", causal_conv=True, chunk_size=4, num_left_chunks=2,
+)  # fmt: skip
+
+
+def test_file_follows_unique_not_virtual_parameters(tmp_path):
+    sizes, stored = {}, {}
+    for virtual, unique in ((6, 2), (12, 2), (6, 3)):
+        encoder = build(
+            seed=0, num_blocks=virtual, num_unique_blocks=unique, **WIDE
+        ).eval()
+        path = str(tmp_path / f"{virtual}-{unique}.onnx")
+        spec = export_streaming_onnx(encoder, path, ctc=_Ctc(96, 50))
+        # Caches are inputs, per virtual layer; weights are not.
+        assert [c["shape"][0] for c in spec["caches"]] == [virtual] * 3
+        unique_bytes = 4 * count_parameters(encoder) + 4 * (96 * 50 + 50)
+        # Beyond the parameters: the relative positions' (L + 2C - 1, d) rows.
+        positions = 4 * (8 + 2 * 4 - 1) * 96
+        stored[virtual, unique] = _initializer_bytes(path)
+        assert stored[virtual, unique] <= unique_bytes + positions
+        sizes[virtual, unique] = os.path.getsize(path)
+        assert sizes[virtual, unique] <= 1.1 * unique_bytes
+    # Twice the virtual depth on the same blocks stores the same weights
+    # (the unrolled graph's structure grows, by a few percent).
+    assert stored[12, 2] == stored[6, 2]
+    assert sizes[12, 2] < 1.1 * sizes[6, 2]
+    # One more unique block stores about a block more.
+    block = sum(p.numel() for p in build(**WIDE).encoders[0].parameters())
+    assert stored[6, 3] - stored[6, 2] > 0.8 * 4 * block
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Tuple[str, torch.nn.Module, torch.nn.Module]:
+    """A chunk step (chunk 4, 2 left chunks) of the repeated, shared-factor
+    encoder with a CTC head; its path, encoder and CTC head."""
+    encoder = build(
+        seed=3, causal_conv=True, chunk_size=4, num_left_chunks=2,
+        **REPEATED_SHARED_FACTOR,
+    ).eval()  # fmt: skip
+    ctc = _Ctc(16, VOCAB)
+    path = str(tmp_path_factory.mktemp("step") / "step.onnx")
+    export_streaming_onnx(encoder, path, ctc=ctc)
+    return path, encoder, ctc
+
+
+def test_sidecar_describes_the_graph(exported):
+    path, encoder, _ = exported
+    runtime = OnnxStreamingEncoder(path)
+    spec = runtime.spec
+    assert spec["input_frames"] == 4 * (4 - 1) + 7
+    assert spec["subsampling"] == dict(input_layer="conv2d", window=7, stride=4)
+    assert (spec["output"], spec["output_size"]) == ("log_probs", VOCAB)
+    inputs = {i.name: i.shape for i in runtime.session.get_inputs()}
+    assert inputs.pop("feats")[1:] == [spec["input_frames"], INPUT_SIZE]
+    assert set(inputs) == {"offset", "valid", "key_cache", "value_cache", "conv_cache"}
+    for cache in spec["caches"]:
+        # Fixed shapes but the batch axis, one entry per virtual layer.
+        graph_shape = inputs[cache["input"]]
+        assert isinstance(graph_shape[1], str)
+        assert graph_shape[:1] + graph_shape[2:] == [
+            n for n in cache["shape"] if n is not None
+        ]
+    assert spec["caches"][0]["shape"] == [6, None, 2, 8, 8]
+    assert spec["caches"][2]["shape"] == [6, None, 5 - 1, 16]
+    outputs = [o.name for o in runtime.session.get_outputs()]
+    assert outputs == ["log_probs"] + [c["output"] for c in spec["caches"]]
+
+
+def test_runtime_takes_one_stream_without_a_batch_axis(exported):
+    path, encoder, ctc = exported
+    runtime = OnnxStreamingEncoder(path)
+    feats = batch((FRAMES,), seed=9)[0].numpy()
+    state, outputs = runtime.init_state(), []
+    for piece in np.array_split(feats[0], [10, 50, 51, 120]):
+        out, state = runtime.forward_chunk(piece, state)
+        assert out.ndim == 2 and out.shape[0] % 4 == 0
+        outputs.append(out)
+    out, state = runtime.forward_chunk(feats[0, :0], state, final=True)
+    assert out.shape == (38 % 4, VOCAB) and state.finished
+    streamed = np.concatenate(outputs + [out])
+    expected = _torch_stream(encoder, ctc, torch.from_numpy(feats), [FRAMES], 4, 2)
+    np.testing.assert_allclose(streamed, expected[0][0].numpy(), atol=1e-4, rtol=0)
+
+
+def test_a_stream_too_short_for_one_frame_flushes_to_nothing(exported):
+    runtime = OnnxStreamingEncoder(exported[0])
+    out, state = runtime.forward_chunk(np.zeros((6, INPUT_SIZE)), runtime.init_state())
+    assert out.shape == (0, VOCAB)
+    out, state = runtime.forward_chunk(np.zeros((0, INPUT_SIZE)), state, final=True)
+    assert out.shape == (0, VOCAB) and state.finished
+
+
+def test_check_streaming_onnx_measures_the_difference(exported):
+    path, encoder, ctc = exported
+    assert check_streaming_onnx(path, encoder, ctc) < 1e-4
+    # Against other weights the same graph is far off.
+    other = build(
+        seed=5, causal_conv=True, chunk_size=4, num_left_chunks=2,
+        **REPEATED_SHARED_FACTOR,
+    ).eval()  # fmt: skip
+    assert check_streaming_onnx(path, other, ctc) > 1e-2
+
+
+def test_the_runtime_imports_neither_torch_nor_espnet(exported):
+    """What an always-on device runs: the runtime module, a graph, a chunk."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np
+        from espnet_shared_conformer.onnx_runtime import OnnxStreamingEncoder
+
+        encoder = OnnxStreamingEncoder({exported[0]!r})
+        feats = np.random.default_rng(0).standard_normal((40, {INPUT_SIZE}))
+        out, state = encoder.forward_chunk(feats, encoder.init_state())
+        heavy = ("torch", "torchaudio", "espnet", "espnet2", "typeguard")
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+        print(json.dumps(dict(shape=out.shape, loaded=loaded)))
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    # 40 input frames: 9 output frames ready, 8 of them whole chunks.
+    assert report == dict(shape=[8, VOCAB], loaded=[])
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def test_an_unlimited_left_context_is_refused(tmp_path):
+    encoder = build(causal_conv=True, chunk_size=4).eval()
+    path = str(tmp_path / "step.onnx")
+    with pytest.raises(ValueError, match=r"num_left_chunks \(-1\) must be at least 0"):
+        export_streaming_onnx(encoder, path)
+    assert not os.path.exists(path)
+    # An override bounds it.
+    assert export_streaming_onnx(encoder, path, num_left_chunks=1)["left_frames"] == 4
+
+
+@pytest.mark.parametrize(
+    "encoder, options, message",
+    [
+        (lambda: build(), {}, r"chunk_size \(0\) must be at least 1"),
+        (lambda: build(), dict(chunk_size=4), r"chunk_size \(4\) needs causal_conv"),
+        (
+            lambda: build(causal_conv=True, chunk_size=4, num_left_chunks=1),
+            dict(num_left_chunks=-2),
+            r"num_left_chunks \(-2\)",
+        ),
+        (
+            lambda: build_espnet(),
+            dict(chunk_size=4),
+            r"encoder \(ConformerEncoder\) does not stream",
+        ),
+    ],
+)
+def test_an_encoder_that_cannot_stream_is_refused(tmp_path, encoder, options, message):
+    with pytest.raises(ValueError, match=message):
+        export_streaming_onnx(encoder().eval(), str(tmp_path / "step.onnx"), **options)
+
+
+def test_runtime_refuses_misuse(exported, tmp_path):
+    runtime = OnnxStreamingEncoder(exported[0])
+    state = runtime.init_state(batch=2)
+    with pytest.raises(ValueError, match=r"feats \(1, 9, 20\) must be \(batch 2"):
+        runtime.forward_chunk(np.zeros((1, 9, INPUT_SIZE)), state)
+    with pytest.raises(ValueError, match=r"feats \(9, 7\) must be \(frames, 20\) or"):
+        runtime.forward_chunk(np.zeros((9, 7)), runtime.init_state())
+    _, flushed = runtime.forward_chunk(np.zeros((2, 9, INPUT_SIZE)), state, True)
+    with pytest.raises(ValueError, match="flushed"):
+        runtime.forward_chunk(np.zeros((2, 9, INPUT_SIZE)), flushed)
+    with pytest.raises(ValueError, match=r"batch \(0\) must be at least 1"):
+        runtime.init_state(batch=0)
+    with pytest.raises(ValueError, match=r"threads \(0\) must be at least 1"):
+        OnnxStreamingEncoder(exported[0], threads=0)
+    # A sidecar of another kind or version is not read.
+    copy = tmp_path / "step.onnx"
+    copy.write_bytes(Path(exported[0]).read_bytes())
+    spec = json.loads(Path(sidecar_path(exported[0])).read_text())
+    for key, value, message in (
+        ("version", 2, r"version \(2\) is not 1"),
+        ("format", "x", r"format \('x'\) is not"),
+    ):
+        Path(sidecar_path(str(copy))).write_text(json.dumps({**spec, key: value}))
+        with pytest.raises(ValueError, match=message):
+            OnnxStreamingEncoder(str(copy))
