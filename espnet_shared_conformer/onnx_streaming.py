@@ -398,7 +398,8 @@ def _torch_stream(
     head: what the graph's stream should give."""
     if normalize is not None:
         lengths = torch.full((feats.size(0),), feats.size(1))
-        feats = normalize(feats, lengths)[0]
+        # GlobalMVN normalizes in place: the graph gets the features as given.
+        feats = normalize(feats.clone(), lengths)[0]
     state = encoder.init_streaming_state(
         feats.size(0), spec["chunk_size"], spec["num_left_chunks"]
     )

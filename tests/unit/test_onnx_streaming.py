@@ -16,6 +16,7 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from espnet_shared_conformer.onnx_export import main  # noqa: E402
 from espnet_shared_conformer.onnx_runtime import (  # noqa: E402
     OnnxStreamingEncoder,
     sidecar_path,
@@ -360,3 +361,91 @@ def test_runtime_refuses_misuse(exported, tmp_path):
         Path(sidecar_path(str(copy))).write_text(json.dumps({**spec, key: value}))
         with pytest.raises(ValueError, match=message):
             OnnxStreamingEncoder(str(copy))
+
+
+# -- the command -----------------------------------------------------------------
+
+
+def _espnet_model(root: Path) -> Tuple[torch.nn.Module, List[str]]:
+    """A streaming ESPnet ASR model with global_mvn, as the recipe writes it:
+    ``root/config.yaml`` and ``root/model.pth``; the model and the command's
+    --config / --model arguments."""
+    import yaml
+    from espnet2.tasks.asr import ASRTask
+
+    from espnet_shared_conformer import register
+
+    register()
+    stats = root / "feats_stats.npz"
+    np.savez(
+        stats, count=np.array(10), sum=np.full(20, 3.0), sum_square=np.full(20, 20.0)
+    )
+    config = dict(
+        frontend="default",
+        frontend_conf=dict(n_fft=256, win_length=256, hop_length=128, n_mels=20),
+        normalize="global_mvn",
+        normalize_conf=dict(stats_file=str(stats)),
+        encoder="shared_conformer",
+        encoder_conf=dict(
+            output_size=16, attention_heads=2, linear_units=24, num_blocks=4,
+            num_unique_blocks=2, cnn_module_kernel=5, rel_pos_type="latest",
+            lowrank_rank=4, lowrank_shared_factor="in", causal_conv=True,
+            chunk_size=4, num_left_chunks=1,
+        ),
+        decoder="none",
+        model_conf=dict(ctc_weight=1.0),
+    )  # fmt: skip
+    (root / "train.yaml").write_text(yaml.safe_dump(config))
+    (root / "tokens.txt").write_text("<blank>\n<unk>\nA\nB\n<sos/eos>\n")
+    args = ASRTask.get_parser().parse_args(
+        ["--config", str(root / "train.yaml"), "--token_list", str(root / "tokens.txt")]
+        + ["--output_dir", str(root)]
+    )
+    torch.manual_seed(0)
+    model = ASRTask.build_model(args).eval()
+    (root / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.save(model.state_dict(), root / "model.pth")
+    return model, ["--config", str(root / "config.yaml")] + [
+        "--model",
+        str(root / "model.pth"),
+    ]
+
+
+def test_command_exports_a_streaming_espnet_model(tmp_path, capsys):
+    model, argv = _espnet_model(tmp_path)
+    out = str(tmp_path / "step.onnx")
+    overrides = ["--chunk_size", "3", "--num_left_chunks", "2"]
+    assert main(argv + ["--out", out, "--streaming", *overrides]) == 0
+    printed = capsys.readouterr().out
+    assert "chunk step: 3 frames, 2 left chunks" in printed
+    assert "largest difference to PyTorch" in printed
+    runtime = OnnxStreamingEncoder(out)
+    spec = runtime.spec
+    assert (spec["chunk_size"], spec["num_left_chunks"]) == (3, 2)
+    assert spec["normalize"] == "global_mvn"
+    assert spec["frame_shift"] == 128 / 16000
+    assert runtime.token_list == ["<blank>", "<unk>", "A", "B", "<sos/eos>"]
+    # The graph normalizes: raw features in, the model's own CTC
+    # log-posteriors out, as its forward_chunk computes them.
+    feats = torch.randn(1, 90, 20) * 3 + 1
+    log_probs, state = runtime.forward_chunk(feats[0].numpy(), runtime.init_state())
+    with torch.no_grad():
+        normalized, _ = model.normalize(feats.clone(), torch.tensor([90]))
+        state = model.encoder.init_streaming_state(1, 3, 2)
+        encoded, _ = model.encoder.forward_chunk(normalized, state)
+        expected = model.ctc.log_softmax(encoded)[0]
+    assert log_probs.shape == (21, 5) == tuple(expected.shape)
+    np.testing.assert_allclose(log_probs, expected.numpy(), atol=1e-4, rtol=0)
+
+
+def test_command_refuses_what_cannot_stream(tmp_path, capsys):
+    model, argv = _espnet_model(tmp_path)
+    out = ["--out", str(tmp_path / "step.onnx")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + out + ["--chunk_size", "3"])
+    assert exit_info.value.code == 2
+    assert "--chunk_size (3) needs --streaming" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + out + ["--streaming", "--num_left_chunks", "-1"])
+    assert exit_info.value.code == 2
+    assert "num_left_chunks (-1) must be at least 0" in capsys.readouterr().err
