@@ -449,3 +449,42 @@ def test_command_refuses_what_cannot_stream(tmp_path, capsys):
         main(argv + out + ["--streaming", "--num_left_chunks", "-1"])
     assert exit_info.value.code == 2
     assert "num_left_chunks (-1) must be at least 0" in capsys.readouterr().err
+
+
+# -- the start-up benchmark -----------------------------------------------------
+
+
+def test_startup_benchmark_reports_its_figures(tmp_path):
+    """The script runs (figures not checked: the machine is shared)."""
+    import yaml
+
+    config = tmp_path / "train.yaml"
+    encoder_conf = dict(
+        output_size=16, attention_heads=2, linear_units=24, num_blocks=4,
+        num_unique_blocks=2, cnn_module_kernel=5, rel_pos_type="latest",
+    )  # fmt: skip
+    config.write_text(yaml.safe_dump(dict(encoder_conf=encoder_conf)))
+    figures = tmp_path / "startup.json"
+    script = ROOT / "benchmarks" / "bench_onnx_startup.py"
+    options = ["--config", str(config), "--repeats", "2", "--chunk_size", "4"]
+    options += ["--num_left_chunks", "1", "--vocab_size", "11", "--input_size", "20"]
+    run = subprocess.run(
+        [sys.executable, str(script), *options, "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "process start to first chunk (4 frames), 2 runs: median" in run.stdout
+    assert "torch or ESPnet loaded: no" in run.stdout
+    report = json.loads(figures.read_text())
+    assert len(report["seconds"]) == 2 and min(report["seconds"]) > 0
+    assert report["heavy_modules_loaded"] == []
+    refused = subprocess.run(
+        [sys.executable, str(script), "--repeats", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    assert "--repeats (0) must be >= 1" in refused.stderr
