@@ -207,7 +207,7 @@ class ChunkStep(nn.Module):
         if self.absolute is None:
             x = encode_positions(positional_encoding(encoder.embed), x, 0)
         else:
-            steps = torch.ones_like(x[0, :, 0]).cumsum(0) - 1  # (C,): 0 ... C - 1
+            steps = torch.arange(self.chunk_size, dtype=x.dtype, device=x.device)
             x = self.absolute.add_absolute(x, offset[:, None].to(x.dtype) + steps)
         layers = tuple(
             LayerCache(
