@@ -540,9 +540,14 @@ class SharedConformerEncoder(AbsEncoder):
             left = state.num_left_chunks
             keep = -1 if left < 0 else left * chunk
             for start in range(0, count, chunk):
-                y, layers = self._encode_chunk(
-                    x[:, start : start + chunk], layers, keep
+                piece = x[:, start : start + chunk]
+                pos_emb = relative_positions(
+                    positional_encoding(self.embed),
+                    layers[0].key.size(2),
+                    piece.size(1),
+                    piece,
                 )
+                y, layers = self.encode_chunk(piece, pos_emb, layers, keep)
                 outputs.append(y)
         if outputs:
             out = torch.cat(outputs, dim=1)
@@ -556,21 +561,32 @@ class SharedConformerEncoder(AbsEncoder):
             finished=final,
         )
 
-    def _encode_chunk(
-        self, x: torch.Tensor, layers: Tuple[LayerCache, ...], keep: int
+    def encode_chunk(
+        self,
+        x: torch.Tensor,
+        pos_emb: Optional[torch.Tensor],
+        layers: Tuple[LayerCache, ...],
+        keep: int,
+        mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Tuple[LayerCache, ...]]:
-        """The virtual layers and final norm on one chunk (B, C, d) after the
-        frames ``layers`` cache; each layer keeps its last ``keep`` frames
-        (-1: all)."""
-        pos_emb = relative_positions(
-            positional_encoding(self.embed), layers[0].key.size(2), x.size(1), x
-        )
+        """The virtual layers and final norm on one chunk (B, C, d), positions
+        encoded, after the L frames ``layers`` cache; each layer keeps its
+        last ``keep`` frames (-1: all).
+
+        ``pos_emb``: the relative positional embedding
+        (``streaming.relative_positions`` for L cached frames), or None for
+        absolute positions. ``mask`` (B, 1, L + C): True on the cached and
+        chunk frames the chunk's queries may see; None: all of them, as
+        ``forward_chunk`` trims its caches to what is visible. The exported
+        chunk step (:mod:`~espnet_shared_conformer.onnx_streaming`) has
+        fixed-size caches, and masks instead.
+        """
         plan = self.plan
         new_layers = []
         for layer, block_index in enumerate(plan.schedule):
             block = self.encoders[block_index]
             norms = self.layer_norms[layer] if plan.per_layer_norms else block
-            x, cache = block.forward_chunk(x, pos_emb, norms, layers[layer])
+            x, cache = block.forward_chunk(x, pos_emb, norms, layers[layer], mask)
             new_layers.append(cache.trimmed(keep))
         if self.normalize_before:
             x = self.after_norm(x)

@@ -238,6 +238,7 @@ def attend_chunk(
     pos_emb: Optional[torch.Tensor],
     key_cache: torch.Tensor,
     value_cache: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Self-attention of a chunk ``x`` (B, C, d) on cached frames and itself.
 
@@ -245,18 +246,20 @@ def attend_chunk(
     2C - 1, d), embeds relative positions L + C - 1 ... -(C - 1)) or ESPnet's
     ``MultiHeadedAttention`` (``pos_emb`` None: positions were added to the
     input); the caches (B, H, L, d_k) hold the projected keys and values of
-    the L frames before the chunk that it may see. Every query sees every
-    key, so no mask: the caller keeps only visible frames. Returns the output
-    (B, C, d) and the keys and values of all L + C frames.
+    the L frames before the chunk. ``mask`` (B, 1, L + C), True on keys every
+    query of the chunk may see; None: all of them (the caller then keeps only
+    visible frames). A fixed-size cache, as an exported chunk step has, masks
+    the slots not filled yet and the padding of a last, partial chunk.
+    Returns the output (B, C, d) and the keys and values of all L + C frames.
     """
     attn = resolve(attn)
     q, k, v = attn.forward_qkv(x, x, x)  # (B, H, C, d_k)
     k = torch.cat((key_cache, k), dim=2)  # (B, H, L + C, d_k)
     v = torch.cat((value_cache, v), dim=2)
     if pos_emb is not None:
-        return attn.attend(q, k, v, pos_emb, None), k, v
+        return attn.attend(q, k, v, pos_emb, mask), k, v
     scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
-    return attn.forward_attention(v, scores, None), k, v
+    return attn.forward_attention(v, scores, mask), k, v
 
 
 def _rel_shift(matrix_bd: torch.Tensor) -> torch.Tensor:
@@ -268,9 +271,16 @@ def _rel_shift(matrix_bd: torch.Tensor) -> torch.Tensor:
     ``matrix_bd[..., i, T1 - 1 - i + j]``, the score of relative position
     ``T2 - T1 + i - j``: moving one row down moves the window one column
     left, so the view steps ``W - 1`` elements per row. ``matrix_bd`` is
-    contiguous.
+    contiguous. Exports take ESPnet's zero-pad-and-reshape instead, which
+    the exporters follow: after a zero column on the left, the (T1, W + 1)
+    entries read as (W + 1, T1), less their first row, then as (T1, W), put
+    entry (i, T1 - 1 - i + j) at (i, j).
     """
     batch, heads, time, width = matrix_bd.shape
+    if exporting():
+        padded = F.pad(matrix_bd, (1, 0))  # (B, H, T1, W + 1)
+        padded = padded.view(batch, heads, width + 1, time)[:, :, 1:]
+        return padded.reshape(batch, heads, time, width)[..., : width - time + 1]
     stride = matrix_bd.stride()
     return matrix_bd.as_strided(
         (batch, heads, time, width - time + 1),
@@ -521,20 +531,22 @@ class ConformerBlock(nn.Module):
         pos_emb: Optional[torch.Tensor],
         norms: nn.Module,
         cache: LayerCache,
+        mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, LayerCache]:
         """The layer on a chunk ``x`` (B, C, d) after the frames ``cache`` holds.
 
         The same computation as :meth:`forward` on the whole stream with a
-        chunk mask, for the chunk's rows, in evaluation. ``pos_emb`` as
-        :func:`attend_chunk` takes it. Returns the output (B, C, d) and the
-        cache with the chunk added (keys and values of every frame given: the
-        caller trims them to the left context).
+        chunk mask, for the chunk's rows, in evaluation. ``pos_emb`` and
+        ``mask`` (the keys each query may see) as :func:`attend_chunk` takes
+        them. Returns the output (B, C, d) and the cache with the chunk added
+        (keys and values of every frame given: the caller trims them to the
+        left context).
         """
         new = {}
 
         def attend(h: torch.Tensor) -> torch.Tensor:
             y, new["key"], new["value"] = attend_chunk(
-                self.self_attn, h, pos_emb, cache.key, cache.value
+                self.self_attn, h, pos_emb, cache.key, cache.value, mask
             )
             return y
 

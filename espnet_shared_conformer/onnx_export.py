@@ -38,7 +38,13 @@ Usage::
         --model exp/asr/valid.acc.ave.pth --out exp/asr/encoder_ctc.onnx
 
 prints the file size, the unique parameters' fp32 bytes and the largest
-difference to PyTorch on two random inputs of different lengths.
+difference to PyTorch on two random inputs of different lengths. With
+``--streaming`` (and ``--chunk_size`` / ``--num_left_chunks`` to override the
+encoder's) it exports one chunk step of a streaming encoder instead, with its
+caches as inputs and outputs, and a JSON sidecar beside it
+(:mod:`~espnet_shared_conformer.onnx_streaming`), checked against the
+encoder's ``forward_chunk``; :mod:`~espnet_shared_conformer.onnx_runtime`
+runs it without torch.
 """
 
 import argparse
@@ -59,23 +65,27 @@ from espnet_shared_conformer.params import count_parameters
 
 __all__ = [
     "EncoderCTC",
+    "InGraphPositions",
     "check_onnx",
     "compact_names",
     "deduplicate_initializers",
     "export_onnx",
     "get_parser",
+    "graph_normalization",
     "main",
 ]
 
 INPUT_NAMES = ("feats", "feats_lengths")
 
 
-class _InGraphPositions(nn.Module):
+class InGraphPositions(nn.Module):
     """ESPnet's sinusoidal positional encoding, computed from the input length.
 
     Replaces ``PositionalEncoding``, ``ScaledPositionalEncoding``,
     ``LegacyRelPositionalEncoding`` and ``RelPositionalEncoding`` (in eval
     mode: no dropout) with the same numbers, without a stored table.
+    :meth:`add_absolute` also serves the streaming chunk step, whose
+    positions start at a stream's offset.
     """
 
     KINDS = {
@@ -101,35 +111,57 @@ class _InGraphPositions(nn.Module):
         self.register_buffer("div_term", div_term, persistent=False)
 
     def _encode(self, positions: torch.Tensor) -> torch.Tensor:
-        """(P,) positions -> (1, P, d): sin on even, cos on odd channels."""
-        angles = positions[:, None] * self.div_term[None, :]  # (P, d/2)
-        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (P, d/2, 2)
-        return pe.reshape(1, -1, self.d_model)
+        """Positions (...) -> (..., d): sin on even, cos on odd channels."""
+        angles = positions[..., None] * self.div_term  # (..., d/2)
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (..., d/2, 2)
+        return pe.flatten(-2)
+
+    def add_absolute(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """An absolute encoding of frames ``x`` (B, T, d) at ``positions``
+        (T,) or (B, T), float: what ESPnet's forward gives from position 0."""
+        if self.kind == "abs":
+            return x * self.xscale + self._encode(positions)
+        assert self.kind == "scaled", f"{self.kind} positions are relative"
+        return x + self.alpha * self._encode(positions)
 
     def forward(self, x: torch.Tensor):
         # 0, 1, ..., T-1 from the data, so the trace keeps T dynamic.
         steps = torch.ones_like(x[0, :, 0]).cumsum(0) - 1  # (T,)
-        if self.kind == "abs":
-            return x * self.xscale + self._encode(steps)
-        if self.kind == "scaled":
-            return x + self.alpha * self._encode(steps)
+        if self.kind in ("abs", "scaled"):
+            return self.add_absolute(x, steps)
         if self.kind == "legacy_rel":
-            return x * self.xscale, self._encode((self.table_len - 1) - steps)
+            return x * self.xscale, self._encode((self.table_len - 1) - steps)[None]
         # Relative positions T-1, ..., 1, 0, -1, ..., -(T-1): (1, 2T-1, d).
         positions = torch.cat((steps[-1] - steps, -steps[1:]))
-        return x * self.xscale, self._encode(positions)
+        return x * self.xscale, self._encode(positions)[None]
 
 
 def _replace_positions(module: nn.Module) -> int:
     """Swap every ESPnet sinusoidal encoding under ``module``; return how many."""
     swapped = 0
     for name, child in list(module.named_children()):
-        if type(child).__name__ in _InGraphPositions.KINDS:
-            setattr(module, name, _InGraphPositions(child))
+        if type(child).__name__ in InGraphPositions.KINDS:
+            setattr(module, name, InGraphPositions(child))
             swapped += 1
         else:
             swapped += _replace_positions(child)
     return swapped
+
+
+def graph_normalization(normalize: Optional[nn.Module]) -> Optional[nn.Module]:
+    """A copy of ESPnet's ``normalize`` module for a graph to apply, or None.
+
+    Only ``GlobalMVN`` goes into a graph (its statistics are two small
+    tensors); any other raises ``ValueError``.
+    """
+    if normalize is None:
+        return None
+    if type(normalize).__name__ != "GlobalMVN":
+        raise ValueError(
+            f"normalize ({type(normalize).__name__}) cannot go into the graph: "
+            "only global_mvn can; normalize the features before the graph"
+        )
+    return copy.deepcopy(normalize)
 
 
 class EncoderCTC(nn.Module):
@@ -152,15 +184,10 @@ class EncoderCTC(nn.Module):
         normalize: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
-        if normalize is not None and type(normalize).__name__ != "GlobalMVN":
-            raise ValueError(
-                f"normalize ({type(normalize).__name__}) cannot go into the graph: "
-                "only global_mvn can; normalize the features before the graph"
-            )
+        self.normalize = graph_normalization(normalize)
         self.encoder = copy.deepcopy(encoder).eval()
         _replace_positions(self.encoder)
         self.ctc_lo = copy.deepcopy(ctc.ctc_lo) if ctc is not None else None
-        self.normalize = copy.deepcopy(normalize) if normalize is not None else None
         self.eval()
 
     def forward(
@@ -393,11 +420,36 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="largest difference accepted"
     )
+    streaming = parser.add_argument_group(
+        "streaming",
+        "--streaming exports one chunk step instead, its caches as inputs and "
+        "outputs (onnx_streaming), and a JSON sidecar beside it (model.onnx -> "
+        "model.json) for onnx_runtime.OnnxStreamingEncoder",
+    )
+    streaming.add_argument(
+        "--streaming", action="store_true", help="export the streaming chunk step"
+    )
+    streaming.add_argument(
+        "--chunk_size",
+        type=int,
+        default=None,
+        help="output frames per chunk (default: the encoder's chunk_size)",
+    )
+    streaming.add_argument(
+        "--num_left_chunks",
+        type=int,
+        default=None,
+        help="chunks each chunk sees on its left, >= 0 (default: the encoder's)",
+    )
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    for name in ("chunk_size", "num_left_chunks"):
+        if getattr(args, name) is not None and not args.streaming:
+            parser.error(f"--{name} ({getattr(args, name)}) needs --streaming")
 
     from espnet2.tasks.asr import ASRTask
 
@@ -414,21 +466,75 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             file=sys.stderr,
         )
         normalize = None
-    removed = export_onnx(model.encoder, args.out, ctc, normalize, args.opset)
-    wrapper = EncoderCTC(model.encoder, ctc, normalize)
-    diff = check_onnx(args.out, wrapper)
+    if args.streaming:
+        try:
+            removed, diff, what = _export_streaming(args, model, ctc, normalize)
+        except ValueError as e:  # the model cannot stream as asked
+            parser.error(str(e))
+    else:
+        removed = export_onnx(model.encoder, args.out, ctc, normalize, args.opset)
+        wrapper = EncoderCTC(model.encoder, ctc, normalize)
+        diff = check_onnx(args.out, wrapper)
+        what = ""
     parts = [model.encoder] + ([model.ctc] if ctc is not None else [])
     size = os.path.getsize(args.out)
     unique = 4 * count_parameters(*parts)  # fp32 bytes
     print(
-        f"wrote {args.out}: {size:,} bytes; unique parameters at fp32 {unique:,} bytes "
-        f"({size / unique:.2f}x); {removed} duplicate initializers removed; largest "
-        f"difference to PyTorch {diff:.2e}"
+        f"wrote {args.out}{what}: {size:,} bytes; unique parameters at fp32 "
+        f"{unique:,} bytes ({size / unique:.2f}x); {removed} duplicate initializers "
+        f"removed; largest difference to PyTorch {diff:.2e}"
     )
     if diff > args.tolerance:
         print(f"error: difference {diff:.2e} above {args.tolerance}", file=sys.stderr)
         return 1
     return 0
+
+
+def _export_streaming(
+    args: argparse.Namespace,
+    model: nn.Module,
+    ctc: Optional[nn.Module],
+    normalize: Optional[nn.Module],
+) -> Tuple[int, float, str]:
+    """``--streaming``: the chunk step and its sidecar, checked against the
+    encoder's ``forward_chunk``. Returns the duplicates removed, the largest
+    difference and what to add to the report."""
+    from espnet_shared_conformer.onnx_runtime import sidecar_path
+    from espnet_shared_conformer.onnx_streaming import (
+        check_streaming_onnx,
+        export_streaming_onnx,
+    )
+
+    metadata = {
+        "frame_shift": _frame_shift(getattr(model, "frontend", None)),
+        "token_list": list(model.token_list) if ctc is not None else None,
+    }
+    spec = export_streaming_onnx(
+        model.encoder,
+        args.out,
+        ctc,
+        normalize,
+        args.chunk_size,
+        args.num_left_chunks,
+        args.opset,
+        metadata,
+    )
+    diff = check_streaming_onnx(args.out, model.encoder, ctc, normalize)
+    what = (
+        f" (chunk step: {spec['chunk_size']} frames, {spec['num_left_chunks']} "
+        f"left chunks) and {sidecar_path(args.out)}"
+    )
+    return spec["duplicates_removed"], diff, what
+
+
+def _frame_shift(frontend: Optional[nn.Module]) -> Optional[float]:
+    """Seconds between feature frames of ESPnet's default frontend, else None."""
+    hop = getattr(frontend, "hop_length", None)
+    logmel = getattr(frontend, "logmel", None)
+    rate = getattr(logmel, "mel_options", {}).get("sr")
+    if hop is None or rate is None:
+        return None
+    return hop / rate
 
 
 if __name__ == "__main__":
