@@ -54,6 +54,7 @@ import logging
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
@@ -66,6 +67,10 @@ from espnet_shared_conformer.audio_io import (
     kaldi_fbank,
     split_at_pauses,
 )
+
+#: Modules whose warnings only --verbose shows (a regular expression on the
+#: warning's module, as ``warnings.filterwarnings`` takes it).
+_THIRD_PARTY_WARNINGS = r"(espnet|espnet2|torch|torchaudio|kenlm)(\.|$)"
 
 #: Shortest window tried when searching for the model's minimum input; longer
 #: is always accepted by the encoders ESPnet builds (15 frames at most).
@@ -290,6 +295,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
+    if not args.verbose:
+        # ESPnet and torch also warn while decoding (202511's model forward
+        # warns of torch's deprecated autocast on the first utterance): a
+        # user's terminal gets them with --verbose only.
+        warnings.filterwarnings("ignore", module=_THIRD_PARTY_WARNINGS)
     expected = (ValueError, FileNotFoundError)
     try:
         # Stdout carries the transcripts only; some ESPnet releases print
