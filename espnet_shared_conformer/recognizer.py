@@ -48,17 +48,21 @@ chunk in which the rule is met.
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    runtime_checkable,
+)
 
 import numpy as np
 
-from espnet_shared_conformer.ctc_search import (
-    GreedySearch,
-    LexiconSearch,
-    PrefixBeamSearch,
-    Search,
-    Word,
-)
+if TYPE_CHECKING:  # the searches import torch: the command's --help need not
+    from espnet_shared_conformer.ctc_search import Search, Word
 
 __all__ = [
     "SEARCHES",
@@ -197,7 +201,7 @@ class Utterance:
     """
 
     text: str
-    words: Tuple[Word, ...]
+    words: Tuple["Word", ...]
     start: float
     end: float
     #: Whether the utterance is over (a partial goes on).
@@ -223,9 +227,15 @@ def make_search(
     frame_shift: float,
     beam_size: int = 10,
     lexicon_decoder: Any = None,
-) -> Search:
+) -> "Search":
     """A search of :data:`SEARCHES`: ``greedy``, ``prefix_beam`` (``beam_size``
     prefixes) or ``lexicon`` (``lexicon_decoder``, a ``CTCLexiconDecoder``)."""
+    from espnet_shared_conformer.ctc_search import (
+        GreedySearch,
+        LexiconSearch,
+        PrefixBeamSearch,
+    )
+
     if kind == "greedy":
         return GreedySearch(token_list, frame_shift)
     if kind == "prefix_beam":
@@ -271,7 +281,7 @@ class StreamingRecognizer:
         self,
         features: Any,
         encoder: ChunkEncoder,
-        search: Search,
+        search: "Search",
         endpointing: Endpointing = Endpointing(),
     ) -> None:
         self.features = features
