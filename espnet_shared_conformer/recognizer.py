@@ -303,6 +303,7 @@ class StreamingRecognizer:
         num_left_chunks: Optional[int] = None,
         endpointing: Endpointing = Endpointing(),
         beam_size: Optional[int] = None,
+        frames_in: bool = False,
     ) -> "StreamingRecognizer":
         """A recognizer of a loaded model (``inference.load_model``'s result).
 
@@ -310,9 +311,13 @@ class StreamingRecognizer:
         lexicon search when it decodes with a lexicon, else the CTC prefix
         beam search at its decoding config's ``beam_size`` (which
         ``beam_size`` overrides). ``chunk_size`` and ``num_left_chunks``
-        default to the encoder's options.
+        default to the model's decoding options (a streaming decoding's
+        record holds them), else to the encoder's options. ``frames_in``:
+        :meth:`feed` takes the model's input features (n, D) instead of
+        samples (a model without a frontend, fed dumped fbank:
+        ``FeatureFrames``).
         """
-        from espnet_shared_conformer.features import StreamingFeatures
+        from espnet_shared_conformer.features import FeatureFrames, StreamingFeatures
 
         model = transcriber.asr_model
         lexicon = transcriber.lexicon_decoder
@@ -320,8 +325,15 @@ class StreamingRecognizer:
             search = "lexicon" if lexicon is not None else "prefix_beam"
         if beam_size is None:
             beam_size = int(transcriber.options.get("beam_size", 10))
+        if chunk_size is None:
+            chunk_size = transcriber.options.get("chunk_size")
+        if num_left_chunks is None:
+            num_left_chunks = transcriber.options.get("num_left_chunks")
         encoder = TorchChunkEncoder(model, chunk_size, num_left_chunks)
-        features = StreamingFeatures(model, transcriber.fs, transcriber.n_mels)
+        if frames_in:
+            features: Any = FeatureFrames(model, transcriber.fs)
+        else:
+            features = StreamingFeatures(model, transcriber.fs, transcriber.n_mels)
         frame_shift = features.hop_length * encoder.stride / transcriber.fs
         return cls(
             features,
@@ -341,7 +353,8 @@ class StreamingRecognizer:
         self._current = _Current(first_frame=0)
 
     def feed(self, samples: Any) -> Update:
-        """Recognize the next mono samples (T,) of the stream."""
+        """Recognize the next mono samples (T,) of the stream (feature frames
+        (n, D) for a recognizer built with ``frames_in``)."""
         frames = self.features.step(samples)
         finals = self._encode(_numpy(frames), final=False)
         return Update(tuple(finals), self._utterance(self.search.partial(), False))
