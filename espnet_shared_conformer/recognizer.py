@@ -343,7 +343,14 @@ class StreamingRecognizer:
         )
 
     def reset(self) -> None:
-        """Start a new stream: times count from 0 again."""
+        """Drop the stream under way: the next :meth:`feed` starts a new one,
+        its times from 0."""
+        self._started = False
+
+    def _start(self) -> None:
+        # Not at reset(): the lexicon search drives the model's decoder, which
+        # the model's own transcriber may use between two streams.
+        self._started = True
         self.features.begin()
         self._state = self.encoder.init_state()
         # Input frames given to the encoder that no accepted output frame
@@ -355,6 +362,8 @@ class StreamingRecognizer:
     def feed(self, samples: Any) -> Update:
         """Recognize the next mono samples (T,) of the stream (feature frames
         (n, D) for a recognizer built with ``frames_in``)."""
+        if not self._started:
+            self._start()
         frames = self.features.step(samples)
         finals = self._encode(_numpy(frames), final=False)
         return Update(tuple(finals), self._utterance(self.search.partial(), False))
@@ -362,6 +371,8 @@ class StreamingRecognizer:
     def finish(self) -> Utterance:
         """The final utterance (the rest of the stream, without endpointing);
         the recognizer then starts a new stream (:meth:`reset`)."""
+        if not self._started:
+            self._start()
         try:
             frames = _numpy(self.features.end())
         except ValueError:
