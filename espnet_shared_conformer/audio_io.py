@@ -21,13 +21,15 @@ non-numbers).
 Audio is decoded, checked and resampled in blocks of ``BLOCK_SECONDS``, so
 memory does not grow with the length of a file; :func:`split_at_pauses` cuts
 the block stream into windows a model can decode one at a time.
+:func:`raw_blocks` reads headerless PCM from a pipe (a microphone's
+``arecord`` or ``sox``) the same way, block by block as it arrives.
 """
 
 import io
 import os
 import re
 import subprocess
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import BinaryIO, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile
@@ -40,7 +42,9 @@ __all__ = [
     "check_audio",
     "is_command",
     "kaldi_fbank",
+    "RAW_FORMATS",
     "load_audio",
+    "raw_blocks",
     "read_audio",
     "resample",
     "split_at_pauses",
@@ -220,6 +224,78 @@ def _decode(
         ) from None
     if stream is not None:
         tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if len(tail):
+            yield tail
+
+
+#: Headerless PCM that :func:`raw_blocks` reads: numpy type, full scale.
+RAW_FORMATS = {
+    "s16le": ("<i2", 2.0**15),
+    "s32le": ("<i4", 2.0**31),
+    "f32le": ("<f4", 1.0),
+}
+
+
+def raw_blocks(
+    stream: BinaryIO,
+    rate: int,
+    sample_format: str = "s16le",
+    channels: int = 1,
+    target_rate: Optional[int] = None,
+    block_seconds: float = 0.1,
+    source: str = "-",
+) -> Iterator[np.ndarray]:
+    """Headerless PCM from ``stream`` (a pipe: ``arecord -f S16_LE -r 16000``,
+    ``sox -d -t raw -r 16000 -e signed -b 16 -c 1 -``) as mono float32 blocks.
+
+    ``sample_format`` is one of :data:`RAW_FORMATS` (little-endian signed 16
+    or 32 bit, or float), interleaved over ``channels``, which are averaged.
+    Each block is what one read returned, at most ``block_seconds`` (a read
+    returns as soon as the pipe holds something, so blocks follow the audio
+    as it comes); with ``target_rate`` it is resampled as
+    :func:`audio_blocks` does. Ends at end of file; a last incomplete sample
+    frame is dropped. :class:`AudioError` (naming ``source``) for NaN/inf
+    float samples.
+    """
+    if sample_format not in RAW_FORMATS:
+        raise ValueError(
+            f"sample_format ({sample_format!r}) must be one of {', '.join(RAW_FORMATS)}"
+        )
+    if rate < 1 or channels < 1:
+        raise ValueError(f"rate ({rate}) and channels ({channels}) must be positive")
+    dtype, scale = RAW_FORMATS[sample_format]
+    frame_bytes = np.dtype(dtype).itemsize * channels
+    read = getattr(stream, "read1", stream.read)
+    size = max(1, int(block_seconds * rate)) * frame_bytes
+    resampler = None
+    if target_rate is not None and target_rate != rate:
+        import soxr
+
+        resampler = soxr.ResampleStream(
+            rate, target_rate, 1, dtype="float32", quality="HQ"
+        )
+    held = b""  # the bytes of an incomplete sample frame
+    decoded = 0
+    while True:
+        data = read(size)
+        if not data:
+            break
+        data = held + data
+        whole = len(data) - len(data) % frame_bytes
+        held = data[whole:]
+        samples = np.frombuffer(data[:whole], dtype=dtype).reshape(-1, channels)
+        mono = (samples.mean(axis=1) / scale).astype(np.float32)
+        finite = np.isfinite(mono)
+        if not finite.all():
+            first = decoded + int(np.argmin(finite))
+            raise AudioError(source, f"NaN/inf samples (first at {first / rate:.3f} s)")
+        decoded += len(mono)
+        if resampler is not None:
+            mono = resampler.resample_chunk(mono, last=False)
+        if len(mono):
+            yield mono
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
         if len(tail):
             yield tail
 

@@ -43,6 +43,10 @@ window are dropped, as offline.
 An utterance-level normalization (``utterance_mvn``) needs the whole
 utterance and cannot stream: it is refused with a ``ValueError``, as are
 frontends other than ESPnet's default.
+
+:class:`FeatureFrames` has the same calls for features computed elsewhere
+(the recipe's dumped fbank, which ESPnet's decoding reads): it normalizes
+them as the model does, frame by frame.
 """
 
 from typing import Any, Callable, Optional
@@ -50,7 +54,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-__all__ = ["StreamingFeatures"]
+__all__ = ["FeatureFrames", "StreamingFeatures"]
+
+# torchaudio's Kaldi fbank: 25 ms windows every 10 ms.
+_FBANK_WINDOW_SECONDS = 0.025
+_FBANK_HOP_SECONDS = 0.010
 
 
 class _Framer:
@@ -102,8 +110,10 @@ class StreamingFeatures:
             self._frames: Callable[[torch.Tensor], torch.Tensor] = lambda span: (
                 _kaldi_fbank(span, fs, n_mels)
             )
-            # torchaudio's Kaldi fbank: 25 ms windows every 10 ms.
-            self._framer_args = (int(fs * 0.025), int(fs * 0.010))
+            self._framer_args = (
+                int(fs * _FBANK_WINDOW_SECONDS),
+                int(fs * _FBANK_HOP_SECONDS),
+            )
             self._pad = 0
             #: Features per frame.
             self.dim = int(n_mels)
@@ -171,6 +181,46 @@ class StreamingFeatures:
             return self._normalize(self._frames(span))
 
     def _empty(self) -> torch.Tensor:
+        return torch.zeros(0, self.dim)
+
+
+class FeatureFrames:
+    """Feature frames computed elsewhere (n, D), normalized as ``asr_model``
+    normalizes them: :class:`StreamingFeatures`' calls for a model without a
+    frontend fed its dumped features (Kaldi fbank at ``fs``)."""
+
+    def __init__(self, asr_model: Any, fs: int = 16000) -> None:
+        self._normalize = _normalizer(getattr(asr_model, "normalize", None))
+        #: Features per frame: what the encoder reads.
+        self.dim = int(asr_model.encoder.build_options["input_size"])
+        #: Samples between frames at ``fs`` (Kaldi's 10 ms).
+        self.hop_length = int(fs * _FBANK_HOP_SECONDS)
+        self._begun = False
+
+    def begin(self) -> None:
+        """Start an utterance."""
+        self._begun = True
+
+    def step(self, frames: Any) -> torch.Tensor:
+        """``frames`` (n, D), normalized."""
+        if not self._begun:
+            raise RuntimeError("step() before begin()")
+        x = torch.as_tensor(np.asarray(frames, dtype=np.float32))
+        if x.dim() != 2 or x.size(1) != self.dim:
+            raise ValueError(
+                f"frames must be (n, {self.dim}) features, not an array of shape "
+                f"{tuple(x.shape)}"
+            )
+        if len(x) == 0:
+            return x
+        with torch.no_grad():
+            return self._normalize(x)
+
+    def end(self) -> torch.Tensor:
+        """No frames: each came out when it went in."""
+        if not self._begun:
+            raise RuntimeError("end() before begin()")
+        self._begun = False
         return torch.zeros(0, self.dim)
 
 

@@ -41,12 +41,14 @@ __all__ = [
     "ESPNET_BEST_MODEL_CRITERION",
     "LEXICON_OPTIONS",
     "RECORD_NAME",
+    "STREAMING_OPTIONS",
     "ModelFiles",
     "Transcriber",
     "best_model_name",
     "builds_decoder",
     "check_decoder_options",
     "check_lexicon_options",
+    "check_streaming_options",
     "count_quantized",
     "load_asr_model",
     "load_model",
@@ -62,6 +64,10 @@ logger = logging.getLogger(__name__)
 #: the model files and every decoding option that was set, with absolute
 #: paths. An experiment directory is loaded from it.
 RECORD_NAME = "decoding.yaml"
+
+#: Options of streaming decoding (``bin.asr_inference``'s additions, with
+#: ESPnet's ``--streaming true``).
+STREAMING_OPTIONS = ("chunk_size", "num_left_chunks")
 
 #: Options of the lexicon + word-LM search (``bin.asr_inference``'s additions).
 LEXICON_OPTIONS = (
@@ -209,6 +215,70 @@ def check_lexicon_options(
     return [
         name
         for name in _SEARCH_OPTIONS
+        if name in options and options[name] != defaults.get(name)
+    ]
+
+
+def check_streaming_options(
+    options: Mapping[str, Any],
+    explicit: Set[str],
+    set_names: Set[str],
+    defaults: Mapping[str, Any],
+    lexicon: bool,
+) -> List[str]:
+    """Refuse what streaming decoding cannot apply; name what it leaves unused.
+
+    Streaming (``--streaming true``) searches the CTC posteriors of the
+    chunked encoder with :mod:`~espnet_shared_conformer.recognizer`: with
+    ``lexicon``, the lexicon search (its own options); else the CTC prefix
+    beam search, whose width is ``beam_size``, with ``ctc_weight`` 1.0 (the
+    CTC head alone; an attention decoder rescores whole utterances, which a
+    stream does not wait for). ``options``, ``explicit`` and ``defaults`` are
+    as for :func:`check_lexicon_options`; ``set_names`` are the names set on
+    the command line or in the decoding YAML. Raises ``ValueError`` for a
+    beam-search option given explicitly, ``ctc_weight`` set below 1.0,
+    ``nbest`` above 1, and any other option away from its default that the
+    streaming search does not apply (an LM, ``token_type``, ...). Returns the
+    beam-search options the YAML set, which the caller logs as not applied.
+    """
+    applied = {*_APPLIED_WITH_LEXICON, *_PER_RUN, *LEXICON_OPTIONS, "streaming"}
+    applied |= set(STREAMING_OPTIONS)
+    if not lexicon:
+        applied |= {"beam_size", "ctc_weight"}
+    tuning = [name for name in _SEARCH_OPTIONS if name not in applied]
+    for name in options:
+        if name in applied or name in tuning or options[name] == defaults.get(name):
+            continue
+        if name in _OTHER_LMS:
+            raise ValueError(
+                f"--streaming decodes without a neural or token LM; drop --{name}"
+            )
+        raise ValueError(
+            f"{name}={options[name]!r}: streaming decoding cannot apply it; drop "
+            "it, or decode without --streaming"
+        )
+    search = (
+        "the lexicon search (lexicon_beam_size, ..., sil_score)"
+        if lexicon
+        else "the CTC prefix beam search (beam_size)"
+    )
+    given = [name for name in tuning if name in explicit]
+    if given:
+        raise ValueError(
+            f"{given[0]}={options.get(given[0])!r} tunes ESPnet's beam search, "
+            f"which --streaming does not run; it runs {search}"
+        )
+    if int(options.get("nbest", 1)) != 1:
+        raise ValueError(f"nbest={options['nbest']}: --streaming gives the 1-best only")
+    weight = float(options.get("ctc_weight", 1.0))
+    if not lexicon and "ctc_weight" in set_names and weight != 1.0:
+        raise ValueError(
+            f"ctc_weight={weight}: --streaming searches the CTC posteriors alone "
+            "(no attention decoder); use ctc_weight 1.0"
+        )
+    return [
+        name
+        for name in tuning
         if name in options and options[name] != defaults.get(name)
     ]
 
@@ -831,8 +901,12 @@ def load_model(
         fbank_fs: sample rate of the fbank input of a model without frontend.
         overrides: decoding options that beat the model's (``beam_size=8``,
             ``word_lm_weight=1.5``, ``quantize_asr_model=True``,
-            ``lexicon_file=...``); any of ESPnet's ``Speech2Text`` options or
-            :data:`LEXICON_OPTIONS`.
+            ``lexicon_file=...``); any of ESPnet's ``Speech2Text`` options,
+            :data:`LEXICON_OPTIONS` or :data:`STREAMING_OPTIONS`. ``streaming``
+            and :data:`STREAMING_OPTIONS` (a streaming decoding's record holds
+            them) are kept in the transcriber's ``options``, where
+            ``StreamingRecognizer.from_model`` takes its chunks from; the
+            transcriber itself decodes offline.
 
     Returns:
         A :class:`Transcriber`: ``transcriber(samples) -> str``.
@@ -846,7 +920,7 @@ def load_model(
     """
     files = resolve_model(source, decoding, unpack_dir)
     defaults = _speech2text_defaults()
-    known = set(defaults) | set(LEXICON_OPTIONS)
+    known = set(defaults) | set(LEXICON_OPTIONS) | set(STREAMING_OPTIONS)
     unknown = sorted(
         k
         for k in {**files.decoding, **overrides}
@@ -857,6 +931,11 @@ def load_model(
         raise ValueError(f"unknown decoding options{where}: {', '.join(unknown)}")
     options = {
         k: v for k, v in {**files.decoding, **overrides}.items() if k not in _PER_RUN
+    }
+    # A streaming decoding's chunks (its record): kept for
+    # StreamingRecognizer.from_model; this transcriber decodes offline.
+    streaming = {
+        k: options.pop(k) for k in ("streaming", *STREAMING_OPTIONS) if k in options
     }
     espnet = {k: v for k, v in options.items() if k in defaults}
     lexicon = {k: v for k, v in options.items() if k in LEXICON_OPTIONS}
@@ -872,7 +951,9 @@ def load_model(
                 f"lexicon search: {', '.join(unused)} from {files.decoding_source} "
                 "do not apply (they tune ESPnet's beam search)"
             )
-        return _lexicon_transcriber(files, espnet, lexicon, device, fbank_fs)
+        transcriber = _lexicon_transcriber(files, espnet, lexicon, device, fbank_fs)
+        transcriber.options.update(streaming)
+        return transcriber
     given_lexicon = sorted(set(lexicon) & set(overrides))
     if given_lexicon:
         why = "use_lexicon is False" if not use_lexicon else "there is no lexicon_file"
@@ -897,7 +978,7 @@ def load_model(
     return Transcriber(
         speech2text.asr_model,
         speech2text.asr_train_args,
-        {**espnet, **lexicon},
+        {**espnet, **lexicon, **streaming},
         speech2text=speech2text,
         fbank_fs=fbank_fs,
     )

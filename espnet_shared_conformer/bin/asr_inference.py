@@ -7,6 +7,21 @@ word n-gram) switches to lexicon-constrained CTC beam search
 (:mod:`espnet_shared_conformer.lexicon`) over the model's CTC posteriors,
 writing the same ``{n}best_recog/{text,token,token_int,score}`` files.
 
+``--streaming true`` (ESPnet's option, which its own inference applies
+to its blockwise encoders only) decodes each utterance as a stream instead,
+with :class:`espnet_shared_conformer.recognizer.StreamingRecognizer`: the
+chunked encoder fed the utterance chunk by chunk (``--chunk_size`` and
+``--num_left_chunks``, default: the model's own), the CTC posteriors
+searched incrementally (with ``--lexicon_file``, the lexicon search; else
+the CTC prefix beam search, ``--beam_size`` wide), no endpointing (one
+utterance, one hypothesis), and the same files written. A model that
+cannot stream (no ``causal_conv``, no chunk size, ...) is refused with the
+reason; :func:`~espnet_shared_conformer.inference.check_streaming_options`
+holds the rules for the other options. In the recipe::
+
+    ./run.sh --stage 12 --inference_args "--streaming true --chunk_size 16 \
+        --num_left_chunks 4" --inference_tag decode_streaming
+
 Nothing is dropped silently (:mod:`espnet_shared_conformer.inference` holds
 the rules):
 
@@ -41,7 +56,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import yaml
 
 from espnet_shared_conformer._cli import LOG_FORMAT
-from espnet_shared_conformer.inference import register_encoder
+from espnet_shared_conformer.inference import STREAMING_OPTIONS, register_encoder
 from espnet_shared_conformer.lexicon import LexiconDecoderConfig
 
 try:
@@ -53,7 +68,12 @@ except RuntimeError as _e:
 
 import espnet2.bin.asr_inference as _espnet  # noqa: E402  (needs the registration above)
 
-__all__ = ["get_parser", "lexicon_inference", "main"]
+__all__ = [
+    "get_parser",
+    "lexicon_inference",
+    "main",
+    "streaming_inference",
+]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -78,6 +98,23 @@ def get_parser() -> argparse.ArgumentParser:
                 default=option.default,
                 help=option.metadata["help"],
             )
+    streaming = parser.add_argument_group(
+        "Streaming decoding (espnet_shared_conformer; --streaming true, a model "
+        "trained with causal_conv and chunks)"
+    )
+    streaming.add_argument(
+        "--chunk_size",
+        type=int,
+        default=None,
+        help="output frames per chunk (default: the model's chunk_size)",
+    )
+    streaming.add_argument(
+        "--num_left_chunks",
+        type=int,
+        default=None,
+        help="chunks each chunk attends to on its left, -1: all (default: the "
+        "model's num_left_chunks)",
+    )
     return parser
 
 
@@ -202,6 +239,120 @@ def lexicon_inference(
             )
 
 
+def streaming_inference(
+    output_dir: str,
+    batch_size: int,
+    dtype: str,
+    ngpu: int,
+    seed: int,
+    num_workers: int,
+    log_level: Any,
+    data_path_and_name_and_type: List,
+    key_file: Optional[str],
+    asr_train_config: Optional[str],
+    asr_model_file: Optional[str],
+    allow_variable_data_keys: bool,
+    chunk_size: Optional[int],
+    num_left_chunks: Optional[int],
+    beam_size: int,
+    lexicon_file: Optional[str],
+    word_lm_file: Optional[str],
+    search: LexiconDecoderConfig,
+    quantize_asr_model: bool = False,
+    quantize_modules: Sequence[str] = ("Linear",),
+    quantize_dtype: str = "qint8",
+    **espnet_options: Any,
+) -> None:
+    """Decode each utterance as a stream; write ESPnet's files (1-best).
+
+    The utterance goes to a :class:`StreamingRecognizer` (endpointing off)
+    whole: its transcript does not depend on how audio is cut into blocks.
+    ``search`` holds the lexicon search's options (with ``lexicon_file``);
+    ``espnet_options`` are ESPnet's other options, checked by the caller with
+    :func:`~espnet_shared_conformer.inference.check_streaming_options`. An
+    utterance too short for one output frame gets an empty hypothesis.
+    """
+    import torch
+    from espnet2.fileio.datadir_writer import DatadirWriter
+    from espnet2.tasks.asr import ASRTask
+    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+
+    from espnet_shared_conformer.inference import Transcriber, load_asr_model
+    from espnet_shared_conformer.lexicon import CTCLexiconDecoder
+    from espnet_shared_conformer.recognizer import Endpointing, StreamingRecognizer
+
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    if batch_size != 1:
+        raise ValueError(
+            "--streaming decodes one utterance at a time: "
+            f"--batch_size must be 1, not {batch_size}"
+        )
+    if ngpu > 1:
+        raise ValueError(f"--ngpu {ngpu}: decoding uses at most one GPU")
+    if asr_train_config is None or asr_model_file is None:
+        raise ValueError("--streaming needs --asr_train_config and --asr_model_file")
+    if word_lm_file is not None and lexicon_file is None:
+        raise ValueError("--word_lm_file needs --lexicon_file")
+    device = "cuda" if ngpu >= 1 else "cpu"
+    set_all_random_seed(seed)
+
+    model, train_args = load_asr_model(
+        asr_train_config,
+        asr_model_file,
+        device,
+        dtype,
+        quantize_asr_model,
+        quantize_modules,
+        quantize_dtype,
+    )
+    decoder = None
+    if lexicon_file is not None:
+        decoder = CTCLexiconDecoder(
+            model.token_list,
+            Path(lexicon_file),
+            word_lm_file and Path(word_lm_file),
+            search,
+        )
+    frames_in = getattr(model, "frontend", None) is None
+    recognizer = StreamingRecognizer.from_model(
+        Transcriber(model, train_args, {}, lexicon_decoder=decoder),
+        chunk_size=chunk_size,
+        num_left_chunks=num_left_chunks,
+        endpointing=Endpointing.off(),
+        beam_size=beam_size,
+        frames_in=frames_in,
+    )
+    logging.info(
+        f"streaming: chunks of {recognizer.encoder.chunk_size} frames, "
+        f"{recognizer.encoder.num_left_chunks} left chunks, "
+        f"{type(recognizer.search).__name__}"
+    )
+    loader = ASRTask.build_streaming_iterator(
+        data_path_and_name_and_type,
+        dtype=dtype,
+        batch_size=1,
+        key_file=key_file,
+        num_workers=num_workers,
+        preprocess_fn=ASRTask.build_preprocess_fn(train_args, False),
+        collate_fn=ASRTask.build_collate_fn(train_args, False),
+        allow_variable_data_keys=allow_variable_data_keys,
+        inference=True,
+    )
+    with DatadirWriter(output_dir) as writer, torch.inference_mode():
+        for keys, batch in loader:
+            speech = batch["speech"][0, : int(batch["speech_lengths"][0])]
+            recognizer.feed(speech.numpy())
+            best = recognizer.finish()
+            # ESPnet's own line, which asr.sh counts to show progress.
+            logging.info(f"best hypo: {best.text}")
+            tokens = [model.token_list[i] for i in best.token_ids]
+            _write_hypotheses(
+                writer,
+                keys[0],
+                [(best.text, tokens, list(best.token_ids), best.score)],
+            )
+
+
 def _write_hypotheses(
     writer: Any, key: str, hyps: Sequence[Tuple[str, List[str], List[int], float]]
 ) -> None:
@@ -273,6 +424,34 @@ def _check_espnet_options(
     return check_decoder_options(builds_decoder(train_config), kwargs, set_names)
 
 
+def _streaming(
+    kwargs: Dict[str, Any],
+    lexicon_kwargs: Dict[str, Any],
+    streaming_kwargs: Dict[str, Any],
+    explicit: Set[str],
+    set_names: Set[str],
+    defaults: Dict[str, Any],
+) -> None:
+    """``--streaming true``: the options checked, :func:`streaming_inference`."""
+    from espnet_shared_conformer.inference import check_streaming_options
+
+    lexicon = lexicon_kwargs["lexicon_file"] is not None
+    unused = check_streaming_options(kwargs, explicit, set_names, defaults, lexicon)
+    if unused:
+        logging.info(
+            f"streaming: {', '.join(unused)} from the --config YAML do not apply "
+            "(they tune ESPnet's beam search)"
+        )
+    search = LexiconDecoderConfig.from_options(lexicon_kwargs, 1)
+    options = {k: v for k, v in kwargs.items() if k != "nbest"}
+    streaming_inference(
+        **options,
+        **streaming_kwargs,
+        lexicon_file=lexicon_kwargs["lexicon_file"],
+        search=search,
+    )
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_shared_conformer.inference import (
         check_lexicon_options,
@@ -294,9 +473,17 @@ def main(cmd: Optional[List[str]] = None) -> None:
     # Ours, popped before the rest go to ESPnet's inference.
     lexicon_names = ("lexicon_file", *LexiconDecoderConfig.option_fields())
     lexicon_kwargs = {name: kwargs.pop(name) for name in lexicon_names}
+    streaming_kwargs = {name: kwargs.pop(name) for name in STREAMING_OPTIONS}
     try:
         _check_device_options(kwargs)
-        if lexicon_kwargs["lexicon_file"] is None:
+        given = [n for n, v in streaming_kwargs.items() if v is not None]
+        if given and not kwargs["streaming"]:
+            raise ValueError(f"--{given[0]} needs --streaming true")
+        if kwargs["streaming"]:
+            _streaming(
+                kwargs, lexicon_kwargs, streaming_kwargs, explicit, set_names, defaults
+            )
+        elif lexicon_kwargs["lexicon_file"] is None:
             kwargs = _check_espnet_options(kwargs, set_names)
             _espnet.inference(**kwargs)
         else:
@@ -313,7 +500,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"asr_inference: error: {e}") from e
     # Written after a complete decoding only: how these results were made.
-    options = {**kwargs, **lexicon_kwargs}
+    options = {**kwargs, **lexicon_kwargs, **streaming_kwargs}
     recorded = set_names | {"asr_train_config", "asr_model_file"}
     recorded |= {name for name, v in options.items() if v != defaults.get(name)}
     write_decoding_record(

@@ -38,6 +38,33 @@ Decoded whole (``--window_seconds 1e6``), 60 s took 1182 MiB and 180 s
 the mini model then took 85 MiB less.) ``--verbose`` logs each file's
 duration, windows, time and peak RSS.
 
+``--streaming`` recognizes as a stream instead
+(:class:`espnet_shared_conformer.recognizer.StreamingRecognizer`: the
+model's chunked encoder, fed audio block by block, and an incremental CTC
+search, by default the model's own: its lexicon and word LM, else the CTC
+prefix beam search; ``--search greedy`` is the fastest). It needs a model
+trained for it (``causal_conv`` and ``chunk_size`` or
+``dynamic_chunk_training``); ``--chunk_size`` and ``--num_left_chunks``
+default to the model's. An audio argument ``-`` reads headerless PCM from
+standard input, for a microphone::
+
+    arecord -f S16_LE -r 16000 | python -m espnet_shared_conformer.bin.transcribe \
+        --model packed.zip --streaming -
+    sox -d -t raw -r 16000 -e signed -b 16 -c 1 - | python -m ... --streaming -
+
+(``--rate``, ``--format`` and ``--channels`` describe other PCM). Each
+utterance gives one line, ``<file or ->\t<start>\t<end>\t<transcript>``,
+times in seconds from the start of the file or stream (``--word_times``
+adds a field of ``word:start-end`` items); a file in which nothing was
+recognized still gets one line. The stream is cut into utterances by
+endpointing (the rule: :mod:`espnet_shared_conformer.recognizer`): after
+``--endpoint_silence`` seconds of blank frames once speech was heard, or
+after ``--max_utterance`` seconds; 0 turns a rule off. Memory is then
+bounded however long the stream runs. On a terminal the utterance under way
+is shown in place, rewritten as it grows (carriage return and clear-line);
+a pipe or file gets the final lines only. Ctrl-C ends the utterance under
+way, prints it, and exits with status 130.
+
 Nothing but the transcripts goes to stdout, and nothing but the command's
 own errors and notes to stderr: what ESPnet and KenLM print while the model
 loads (notices, warnings, KenLM's progress bar over the ARPA file) is held
@@ -52,21 +79,25 @@ import argparse
 import contextlib
 import logging
 import resource
+import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, TextIO, Tuple
 
 import numpy as np
 
 from espnet_shared_conformer._cli import captured_output, command_parser
 from espnet_shared_conformer.audio_io import (
+    RAW_FORMATS,
     AudioError,
     audio_blocks,
     kaldi_fbank,
+    raw_blocks,
     split_at_pauses,
 )
+from espnet_shared_conformer.recognizer import SEARCHES, Endpointing
 
 #: Modules whose warnings only --verbose shows (a regular expression on the
 #: warning's module, as ``warnings.filterwarnings`` takes it).
@@ -90,7 +121,12 @@ def get_parser() -> argparse.ArgumentParser:
         required=True,
         help="packed model zip (stage 14) or experiment directory (stage 12)",
     )
-    parser.add_argument("audio", nargs="+", help="audio files to transcribe")
+    parser.add_argument(
+        "audio",
+        nargs="+",
+        help="audio files to transcribe; with --streaming, - reads raw PCM from "
+        "standard input",
+    )
     parser.add_argument(
         "--decoding",
         type=Path,
@@ -125,6 +161,61 @@ def get_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="a window ends at the quietest point of its last this many seconds",
+    )
+    streaming = parser.add_argument_group(
+        "streaming recognition (--streaming; a model trained with causal_conv and "
+        "chunks)"
+    )
+    streaming.add_argument(
+        "--streaming",
+        action="store_true",
+        help="recognize as a stream: partial results as audio arrives, one line "
+        "per utterance",
+    )
+    streaming.add_argument(
+        "--chunk_size",
+        type=int,
+        help="output frames per chunk (default: the model's chunk_size)",
+    )
+    streaming.add_argument(
+        "--num_left_chunks",
+        type=int,
+        help="chunks each chunk attends to on its left, -1: all (default: the model's)",
+    )
+    streaming.add_argument(
+        "--search",
+        choices=SEARCHES,
+        help="CTC search (default: lexicon if the model has one, else prefix_beam)",
+    )
+    streaming.add_argument(
+        "--endpoint_silence",
+        type=float,
+        default=Endpointing.silence,
+        help="end an utterance after this many seconds of blank frames once "
+        "speech was heard (0: never)",
+    )
+    streaming.add_argument(
+        "--max_utterance",
+        type=float,
+        default=Endpointing.max_utterance,
+        help="end an utterance when it lasts this many seconds (0: never)",
+    )
+    streaming.add_argument(
+        "--rate", type=int, default=16000, help="sample rate of raw PCM on stdin"
+    )
+    streaming.add_argument(
+        "--format",
+        choices=list(RAW_FORMATS),
+        default="s16le",
+        help="sample format of raw PCM on stdin (little-endian)",
+    )
+    streaming.add_argument(
+        "--channels", type=int, default=1, help="channels of raw PCM on stdin"
+    )
+    streaming.add_argument(
+        "--word_times",
+        action="store_true",
+        help="add each word's start and end (s) to the lines",
     )
     parser.add_argument(
         "--verbose",
@@ -276,8 +367,177 @@ def _load(args: argparse.Namespace) -> Any:
     )
 
 
+#: Blocks a file is read in by ``--streaming``: partials as often, on a terminal.
+_STREAM_BLOCK_SECONDS = 0.2
+#: Options of the streaming group, which mean nothing without ``--streaming``.
+_STREAMING_ONLY = (
+    "chunk_size",
+    "num_left_chunks",
+    "search",
+    "endpoint_silence",
+    "max_utterance",
+    "rate",
+    "format",
+    "channels",
+    "word_times",
+)
+_CLEAR_LINE = "\r\x1b[K"  # carriage return, erase to the end of the line
+
+
+def _usage_error(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """What is wrong with the streaming options, or "" (exit status 2)."""
+    if not args.streaming:
+        given = [
+            n for n in _STREAMING_ONLY if getattr(args, n) != parser.get_default(n)
+        ]
+        if given:
+            return f"--{given[0]} needs --streaming"
+        if "-" in args.audio:
+            return "reading standard input (-) needs --streaming"
+        return ""
+    if args.audio.count("-") > 1:
+        return "standard input (-) can be read once"
+    if args.rate < 1 or args.channels < 1:
+        return f"--rate ({args.rate}) and --channels ({args.channels}) must be positive"
+    try:
+        Endpointing(args.endpoint_silence, args.max_utterance)
+    except ValueError as e:
+        return f"--{e}"
+    return ""
+
+
+class _Lines:
+    """Writes one source's utterances to ``out``: each final on a line of its
+    own; on a terminal, the one under way in place until it is final."""
+
+    def __init__(self, out: TextIO, name: str, word_times: bool) -> None:
+        self.out = out
+        self.name = name
+        self.word_times = word_times
+        self.live = out.isatty()
+        self.printed = 0  # final lines
+
+    def partial(self, text: str) -> None:
+        if self.live:
+            # The end of a long partial: a wrapped line cannot be rewritten.
+            width = max(1, shutil.get_terminal_size().columns - 1)
+            self.out.write(_CLEAR_LINE + text[-width:])
+            self.out.flush()
+
+    def final(self, utterance: Any, always: bool = False) -> None:
+        """Print ``utterance``'s line, unless nothing was recognized (and not
+        ``always``)."""
+        if self.live:
+            self.out.write(_CLEAR_LINE)
+        if utterance.text or always:
+            fields = [
+                self.name,
+                f"{utterance.start:.2f}",
+                f"{utterance.end:.2f}",
+                utterance.text,
+            ]
+            if self.word_times:
+                fields.append(
+                    " ".join(
+                        f"{w.word}:{w.start:.2f}-{w.end:.2f}" for w in utterance.words
+                    )
+                )
+            self.out.write("\t".join(fields) + "\n")
+            self.printed += 1
+        self.out.flush()
+
+
+def _source_blocks(
+    path: str, fs: int, args: argparse.Namespace
+) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at ``fs`` of a file, or of raw PCM on stdin (``-``)."""
+    if path == "-":
+        return raw_blocks(
+            sys.stdin.buffer,
+            args.rate,
+            args.format,
+            args.channels,
+            target_rate=fs,
+            source="standard input",
+        )
+    return audio_blocks(
+        path, fs, allow_command=False, block_seconds=_STREAM_BLOCK_SECONDS
+    )
+
+
+def stream_file(
+    recognizer: Any, path: str, fs: int, args: argparse.Namespace, out: TextIO
+) -> float:
+    """Recognize one file (or ``-``) as a stream, writing its lines to
+    ``out``; its duration in seconds. Raises ``AudioError`` for bad audio, and
+    ``KeyboardInterrupt`` after printing the utterance it ended."""
+    lines = _Lines(out, path, args.word_times)
+    samples = 0
+    try:
+        for block in _source_blocks(path, fs, args):
+            samples += len(block)
+            update = recognizer.feed(block)
+            for utterance in update.finals:
+                lines.final(utterance)
+            lines.partial(update.partial.text)
+    except KeyboardInterrupt:
+        lines.final(recognizer.finish())
+        raise
+    except BaseException:
+        recognizer.reset()  # the next file starts a new stream
+        raise
+    lines.final(recognizer.finish(), always=lines.printed == 0)
+    return samples / fs
+
+
+def _stream_all(args: argparse.Namespace, transcriber: Any) -> int:
+    """``--streaming``: every source through one recognizer; the exit status."""
+    from espnet_shared_conformer.recognizer import StreamingRecognizer
+
+    try:
+        recognizer = StreamingRecognizer.from_model(
+            transcriber,
+            search=args.search,
+            chunk_size=args.chunk_size,
+            num_left_chunks=args.num_left_chunks,
+            endpointing=Endpointing(args.endpoint_silence, args.max_utterance),
+        )
+    except ValueError as e:
+        print(f"transcribe: ERROR: {args.model}: {e}", file=sys.stderr)
+        return 1
+    failed = 0
+    for path in args.audio:
+        start = time.monotonic()
+        try:
+            seconds = stream_file(recognizer, path, transcriber.fs, args, sys.stdout)
+        except KeyboardInterrupt:
+            return 130
+        except AudioError as e:
+            print(f"transcribe: ERROR: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        logging.info(
+            "%s: %.2f s of audio streamed in %.2f s, peak RSS %.0f MiB",
+            path,
+            seconds,
+            time.monotonic() - start,
+            peak_rss_mb(),
+        )
+    if failed:
+        print(
+            f"transcribe: {failed} of {len(args.audio)} source(s) not transcribed",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    usage = _usage_error(args, parser)
+    if usage:
+        print(f"transcribe: ERROR: {usage}", file=sys.stderr)
+        return 2
     if not args.model.exists():
         print(
             f"transcribe: ERROR: no such model file or directory: {args.model}",
@@ -314,6 +574,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except expected as e:
         print(f"transcribe: ERROR: cannot load {args.model}: {e}", file=sys.stderr)
         return 1
+    if args.streaming:
+        return _stream_all(args, decoder.transcriber)
     failed = 0
     for path in args.audio:
         start = time.monotonic()

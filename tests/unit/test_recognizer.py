@@ -1,0 +1,453 @@
+"""Streaming recognition: the recognizer, its command and stage 12's decoding.
+
+Endpointing is pinned on a made-up encoder whose every output frame is a
+token written into the input. The rest runs a tiny streaming model (causal,
+chunks of 4 frames, 2 left chunks) that learned to hear TEXT said in tones
+(``tiny_asr.streaming_utterance``): a stream decodes as the masked forward of
+the same model decodes the same stretch of input, a 3-minute stream in
+bounded memory, the command prints what the recognizer gives, and
+``asr_inference --streaming true`` writes it.
+"""
+
+import contextlib
+import copy
+import dataclasses
+import shutil
+import sys
+import tracemalloc
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("flashlight.lib.text.decoder")
+
+from tiny_asr import (  # noqa: E402
+    FS,
+    TEXT,
+    streaming_utterance,
+    train_tiny_ctc_model,
+)
+
+from espnet_shared_conformer.ctc_search import (  # noqa: E402
+    GreedySearch,
+    greedy_search,
+    prefix_beam_search,
+)
+from espnet_shared_conformer.recognizer import (  # noqa: E402
+    ChunkEncoder,
+    Endpointing,
+    StreamingRecognizer,
+    TorchChunkEncoder,
+    Utterance,
+    make_search,
+)
+
+TRANSCRIBE = [sys.executable, "-m", "espnet_shared_conformer.bin.transcribe"]
+
+# -- endpointing, on a made-up encoder ----------------------------------------
+
+FAKE_TOKENS = ["<blank>", "<unk>", "<space>", "A", "B", "C"]
+SHIFT = 0.04
+
+
+class TokenFeatures:
+    """Features that are the samples: each sample one frame of one value."""
+
+    dim = 1
+    hop_length = 1
+
+    def begin(self) -> None:
+        pass
+
+    def step(self, samples) -> np.ndarray:
+        return np.asarray(samples, dtype=np.float32).reshape(-1, 1)
+
+    def end(self) -> np.ndarray:
+        return np.zeros((0, 1), dtype=np.float32)
+
+
+class TokenEncoder:
+    """A :class:`ChunkEncoder` like conv2d's front end (output frame t reads
+    input frames 2t .. 2t + 2) whose output frame t is sure of token
+    ``input[2t]``. Counts the streams it starts."""
+
+    chunk_size = 2
+    stride = 2
+    window = 3
+
+    def __init__(self) -> None:
+        self.starts = 0
+
+    def init_state(self) -> np.ndarray:
+        self.starts += 1
+        return np.zeros((0, 1), dtype=np.float32)
+
+    def forward_chunk(self, feats, state, final=False):
+        frames = np.concatenate([state, feats])
+        ready = (len(frames) - self.window) // self.stride + 1
+        ready = max(ready, 0)
+        count = ready if final else ready - ready % self.chunk_size
+        tokens = frames[: self.stride * count : self.stride, 0].astype(int)
+        log_probs = np.full((count, len(FAKE_TOKENS)), np.log(0.02), np.float32)
+        log_probs[np.arange(count), tokens] = np.log(0.9)
+        return log_probs, frames[self.stride * count :]
+
+
+def said(tokens: str) -> np.ndarray:
+    """Input whose output frames are ``tokens`` ('.' blank, letters tokens)."""
+    ids = [0 if c == "." else FAKE_TOKENS.index(c) for c in tokens]
+    # Each output frame reads 2 new input frames; the window needs 1 more.
+    return np.array([i for i in ids for _ in range(2)] + [0], dtype=np.float32)
+
+
+def fake_recognizer(endpointing: Endpointing) -> StreamingRecognizer:
+    return StreamingRecognizer(
+        TokenFeatures(),
+        TokenEncoder(),
+        GreedySearch(FAKE_TOKENS, SHIFT),
+        endpointing,
+    )
+
+
+def run(
+    recognizer: StreamingRecognizer, samples: np.ndarray, sizes: Sequence[int]
+) -> Tuple[List[Utterance], Utterance]:
+    """Feed ``samples`` in blocks of ``sizes`` (cycled): finals and last."""
+    finals, start, i = [], 0, 0
+    while start < len(samples):
+        block = samples[start : start + sizes[i % len(sizes)]]
+        finals += recognizer.feed(block).finals
+        start += len(block)
+        i += 1
+    return finals, recognizer.finish()
+
+
+def summary(utterances: Sequence[Utterance]) -> List[Tuple[str, float, float]]:
+    return [(u.text, round(u.start, 6), round(u.end, 6)) for u in utterances]
+
+
+def test_the_made_up_encoder_has_the_interface():
+    assert isinstance(TokenEncoder(), ChunkEncoder)
+
+
+def test_a_pause_after_speech_ends_an_utterance_at_its_chunk():
+    """4 blank frames (0.16 s) after speech: the cut comes after the chunk in
+    which the 4th blank is, and the next utterance goes on from there."""
+    recognizer = fake_recognizer(Endpointing(silence=0.16, max_utterance=0))
+    # Frames: A B | . . | . . | . C | . . (chunks of 2)
+    finals, last = run(recognizer, said("AB.....C.."), [1000])
+
+    assert summary(finals) == [("AB", 0.0, 0.24)]  # the blank run is 4 at frame 5
+    assert summary([last]) == [("C", 0.24, 0.4)]
+    assert last.words[0].start == pytest.approx(0.28)  # stream time, not 0.04
+    assert finals[0].final and last.final
+
+
+def test_a_pause_before_any_speech_ends_nothing():
+    recognizer = fake_recognizer(Endpointing(silence=0.16, max_utterance=0))
+    finals, last = run(recognizer, said("............A"), [7])
+
+    assert finals == []
+    assert summary([last]) == [("A", 0.0, 0.52)]
+
+
+def test_a_long_utterance_is_cut_at_the_chunk_that_reaches_the_maximum():
+    """0.2 s is 5 frames; the cut comes after the chunk holding frame 5."""
+    recognizer = fake_recognizer(Endpointing(silence=0, max_utterance=0.2))
+    finals, last = run(recognizer, said("ABABABABABABABA"), [5])
+
+    assert summary(finals) == [
+        ("ABABAB", 0.0, 0.24),
+        ("ABABAB", 0.24, 0.48),
+    ]
+    assert summary([last]) == [("ABA", 0.48, 0.6)]
+
+
+@pytest.mark.parametrize("sizes", [[1], [3, 1, 8], [10_000]], ids=str)
+def test_cuts_do_not_depend_on_the_blocks_and_lose_no_input(sizes):
+    """Fed in one block, the encoder has computed past a cut: those frames
+    are computed again, by a new stream, from the input it had buffered."""
+    pattern = "A..B.....C.AA.....B...."
+    recognizer = fake_recognizer(Endpointing(silence=0.12, max_utterance=0))
+    finals, last = run(recognizer, said(pattern * 3), sizes)
+
+    texts = [u.text for u in [*finals, last]]
+    # Cut after frames 7, 15, 21, 29, ... (by hand); the stream ends blank.
+    assert texts == ["AB", "CA", "B"] * 3 + [""]
+    assert recognizer.encoder.starts == len(finals) + 1  # one per utterance
+    # Utterances follow each other without gap or overlap.
+    for before, after in zip([*finals, last], [*finals, last][1:], strict=False):
+        assert after.start == pytest.approx(before.end)
+    assert last.end == pytest.approx(len(pattern) * 3 * SHIFT)
+
+
+def test_endpointing_off_is_one_utterance():
+    recognizer = fake_recognizer(Endpointing.off())
+    finals, last = run(recognizer, said("A" + "." * 600 + "B"), [9])
+    assert finals == [] and last.text == "AB"
+
+
+def test_finish_starts_a_new_stream_at_time_zero():
+    recognizer = fake_recognizer(Endpointing())
+    first = run(recognizer, said("A..B"), [3])
+    assert run(recognizer, said("A..B"), [3]) == first
+    assert summary([recognizer.finish()]) == [("", 0.0, 0.0)]  # nothing fed
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(silence=-0.5), r"silence \(-0.5\) must be a non-negative number"),
+        (dict(max_utterance=float("inf")), r"max_utterance \(inf\) must be"),
+        (dict(max_utterance=float("nan")), r"max_utterance \(nan\) must be"),
+    ],
+)
+def test_impossible_endpointing_is_refused_by_name(options, message):
+    with pytest.raises(ValueError, match=message):
+        Endpointing(**options)
+
+
+def test_unknown_searches_are_refused():
+    with pytest.raises(ValueError, match=r"search \('beam'\) must be one of greedy"):
+        make_search("beam", FAKE_TOKENS, SHIFT)
+    with pytest.raises(ValueError, match="search 'lexicon' needs the model's lexicon"):
+        make_search("lexicon", FAKE_TOKENS, SHIFT)
+
+
+# -- a tiny streaming model ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Dict[str, Any]:
+    """The streaming tiny model, its zip (decoding YAML, lexicon, word LM),
+    and a copy of its experiment whose config streams nothing."""
+    from espnet2.main_funcs.pack_funcs import pack
+
+    trained = train_tiny_ctc_model(tmp_path_factory.mktemp("trained"), streaming=True)
+    root = trained["root"]
+    with contextlib.chdir(root):  # pack keeps relative paths
+        pack(
+            files=dict(asr_model_file=trained["exp"] / "valid.loss.ave.pth"),
+            yaml_files=dict(asr_train_config=trained["exp"] / "config.yaml"),
+            outpath=root / "packed.zip",
+            option=[trained["decode"], trained["lexicon"], trained["word_lm"]],
+        )
+    offline = root / "exp_offline"
+    shutil.copytree(trained["exp"], offline)
+    config = yaml.safe_load((offline / "config.yaml").read_text())
+    for name in ("causal_conv", "chunk_size", "num_left_chunks"):
+        del config["encoder_conf"][name]
+    (offline / "config.yaml").write_text(yaml.safe_dump(config))
+    return dict(trained, zip=root / "packed.zip", offline=offline)
+
+
+@pytest.fixture(scope="module")
+def transcriber(trained):
+    from espnet_shared_conformer.inference import load_model
+
+    # The zip: its lexicon and word LM are found by name.
+    return load_model(trained["zip"], unpack_dir=trained["root"] / "unpacked")
+
+
+def repeated(times: int) -> np.ndarray:
+    """TEXT said ``times`` times, 2.048 s apart (chunk-aligned)."""
+    return np.tile(streaming_utterance(), times)
+
+
+def offline_features(model, samples: np.ndarray) -> torch.Tensor:
+    """The model's normalized input features (T, D) of the whole of ``samples``."""
+    speech = torch.from_numpy(samples)[None]
+    lengths = torch.tensor([speech.size(1)])
+    with torch.no_grad():
+        feats, feats_lengths = model.frontend(speech, lengths)
+        feats, _ = model.normalize(feats, feats_lengths)
+    return feats[0]
+
+
+def offline_log_probs(
+    model, feats: torch.Tensor, chunks: Optional[Tuple[int, int]] = None
+) -> torch.Tensor:
+    """CTC log posteriors (T', V) of ``model``'s masked forward over ``feats``
+    (T, D), at the encoder's chunks or at ``chunks`` (chunk, left chunks)."""
+    encoder = model.encoder
+    if chunks is not None:
+        encoder = copy.deepcopy(encoder)
+        encoder.streaming = dataclasses.replace(
+            encoder.streaming, chunk_size=chunks[0], num_left_chunks=chunks[1]
+        )
+    with torch.no_grad():
+        out, _, _ = encoder(feats[None], torch.tensor([len(feats)]))
+        return model.ctc.log_softmax(out)[0]
+
+
+def offline_search(transcriber, kind: str, log_probs: torch.Tensor):
+    tokens, shift = transcriber.asr_model.token_list, 0.032
+    if kind == "greedy":
+        return greedy_search(log_probs, tokens, shift)
+    if kind == "prefix_beam":
+        return prefix_beam_search(log_probs, tokens, shift, beam_size=4)
+    words, ids, score = transcriber.lexicon_decoder(log_probs)[0]
+    return " ".join(words), tuple(ids)
+
+
+def test_the_frame_shift_is_the_features_hop_times_the_subsampling(transcriber):
+    recognizer = StreamingRecognizer.from_model(transcriber)
+    # 128-sample hops at 16 kHz, subsampled 4 times.
+    assert recognizer.frame_shift == 0.032
+    assert recognizer.encoder.chunk_size == 4 and recognizer.encoder.stride == 4
+    assert type(recognizer.search).__name__ == "LexiconSearch"  # the model's
+
+
+@pytest.mark.parametrize("chunks", [None, (8, 1)], ids=["model's chunks", "8-1"])
+@pytest.mark.parametrize("kind", ["greedy", "prefix_beam", "lexicon"])
+def test_a_stream_decodes_as_the_masked_forward(transcriber, kind, chunks):
+    samples = repeated(3)
+    recognizer = StreamingRecognizer.from_model(
+        transcriber,
+        search=kind,
+        chunk_size=chunks and chunks[0],
+        num_left_chunks=chunks and chunks[1],
+        endpointing=Endpointing.off(),
+    )
+    rng = np.random.default_rng(len(kind))
+    sizes = rng.integers(1, 4000, size=50).tolist()
+    finals, last = run(recognizer, samples, sizes)
+
+    model = transcriber.asr_model
+    expected = offline_search(
+        transcriber, kind, offline_log_probs(model, offline_features(model, samples))
+    )
+    assert finals == []
+    if kind == "lexicon":
+        assert (last.text, last.token_ids) == expected
+    else:
+        assert (last.text, last.token_ids) == (expected.text, expected.token_ids)
+        assert last.words == pytest.approx(expected.words)
+    if chunks is None:
+        # Not TEXT three times: the model learned the first C from the
+        # stream's start (endpointing gives each utterance one).
+        assert last.text.startswith(TEXT) and last.text.count("TACO") == 3
+    # The next stream starts from nothing (blocks change float rounding only).
+    again = run(recognizer, samples, [len(samples)])[1]
+    assert dataclasses.replace(again, score=last.score) == last
+    assert again.score == pytest.approx(last.score, abs=1e-4)
+
+
+def test_partials_grow_into_the_final(transcriber):
+    recognizer = StreamingRecognizer.from_model(
+        transcriber, search="greedy", endpointing=Endpointing.off()
+    )
+    partials = [
+        recognizer.feed(block).partial.text
+        for block in np.array_split(streaming_utterance(), 40)
+    ]
+    final = recognizer.finish().text
+
+    assert final == TEXT
+    assert all(final.startswith(partial) for partial in partials)
+    assert len(set(partials)) > 3  # it did grow
+
+
+def _rss() -> int:
+    """Resident memory of this process now, in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_three_minutes_stream_in_bounded_memory_and_as_cut_offline(transcriber):
+    """A 3-minute stream, endpointing on (the defaults): memory does not grow
+    from minute 1 to minute 3, every utterance is TEXT, cut at the pauses, and
+    each is what the masked forward gives on its stretch of input frames."""
+    minutes = 3
+    samples = repeated(int(minutes * 60 * FS / len(streaming_utterance())) + 1)
+    assert len(samples) >= minutes * 60 * FS
+    recognizer = StreamingRecognizer.from_model(transcriber, search="greedy")
+    block = FS // 10  # 0.1 s, as a microphone delivers it
+    finals: List[Utterance] = []
+    memory = {}
+    tracemalloc.start()
+    try:
+        for start in range(0, len(samples), block):
+            finals += recognizer.feed(samples[start : start + block]).finals
+            for minute in (1, 3):
+                if start < minute * 60 * FS <= start + block:
+                    memory[minute] = (_rss(), tracemalloc.get_traced_memory()[0])
+        last = recognizer.finish()
+    finally:
+        tracemalloc.stop()
+
+    rss_growth = memory[3][0] - memory[1][0]
+    python_growth = memory[3][1] - memory[1][1]
+    assert rss_growth < 4 * 2**20, rss_growth
+    # The utterances the test keeps (~60 of them) and nothing else.
+    assert python_growth < 256 * 2**10, python_growth
+    utterances = [*finals, last]
+    assert len(utterances) == len(samples) // len(streaming_utterance())
+    assert {u.text for u in utterances} == {TEXT}
+    # Cut in the pauses: silence (endpoint_silence 0.8 s) after each TEXT.
+    period = len(streaming_utterance()) / FS
+    for i, u in enumerate(finals):
+        assert i * period + 1.3 + 0.8 <= u.end <= (i + 1) * period + 0.6
+
+    # The same cuts, offline: each utterance's input frames, masked forward.
+    model = transcriber.asr_model
+    feats = offline_features(model, samples)
+    shift, stride = recognizer.frame_shift, recognizer.encoder.stride
+    for u in utterances:
+        first = round(u.start / shift)
+        frames = round(u.end / shift) - first
+        # Output frame t reads input frames 4t .. 4t + 6; the last gets the rest.
+        end = None if u is last else stride * (first + frames - 1) + 7
+        log_probs = offline_log_probs(model, feats[stride * first : end])
+        assert len(log_probs) == frames
+        expected = greedy_search(log_probs, model.token_list, shift)
+        assert u.token_ids == expected.token_ids
+        assert [w.start - u.start for w in u.words] == pytest.approx(
+            [w.start for w in expected.words]
+        )
+
+
+def test_a_stream_too_short_for_a_frame_is_empty(transcriber):
+    recognizer = StreamingRecognizer.from_model(transcriber, search="greedy")
+    assert recognizer.finish().text == ""
+    recognizer.feed(np.zeros(100, dtype=np.float32))  # less than n_fft / 2
+    assert recognizer.finish() == Utterance("", (), 0.0, 0.0, True)
+
+
+def test_dumped_features_decode_as_samples(transcriber):
+    """FeatureFrames (a model fed the recipe's dumped features) normalizes as
+    the model does: fed the frontend's features, it recognizes the same. (Its
+    frames are Kaldi's, 10 ms apart: these are 8 ms, so times differ.)"""
+    samples = repeated(2)
+    model = transcriber.asr_model
+    speech = torch.from_numpy(samples)[None]
+    with torch.no_grad():
+        raw = model.frontend(speech, torch.tensor([speech.size(1)]))[0][0]
+    kwargs = dict(search="greedy", endpointing=Endpointing.off())
+    by_samples = StreamingRecognizer.from_model(transcriber, **kwargs)
+    by_frames = StreamingRecognizer.from_model(transcriber, frames_in=True, **kwargs)
+    last = run(by_samples, samples, [999])[1]
+    frames_last = run(by_frames, raw.numpy(), [37])[1]
+
+    assert by_frames.frame_shift == 0.04  # Kaldi's 10 ms, subsampled 4 times
+    assert (frames_last.text, frames_last.token_ids) == (last.text, last.token_ids)
+    assert [w.start / 0.04 for w in frames_last.words] == pytest.approx(
+        [w.start / 0.032 for w in last.words]
+    )
+    with pytest.raises(ValueError, match=r"frames must be \(n, 20\) features"):
+        by_frames.feed(samples)
+
+
+def test_a_model_that_cannot_stream_is_refused_with_the_reason(trained):
+    from espnet_shared_conformer.inference import load_asr_model
+
+    model, _ = load_asr_model(
+        trained["offline"] / "config.yaml", trained["offline"] / "valid.loss.ave.pth"
+    )
+    with pytest.raises(ValueError, match=r"the model cannot stream: chunk_size \(0\)"):
+        TorchChunkEncoder(model)
+    with pytest.raises(ValueError, match=r"chunk_size \(16\) needs causal_conv"):
+        TorchChunkEncoder(model, chunk_size=16)
