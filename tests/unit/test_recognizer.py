@@ -146,6 +146,22 @@ def test_a_pause_after_speech_ends_an_utterance_at_its_chunk():
     assert finals[0].final and last.final
 
 
+def test_a_pause_is_counted_in_whole_frames():
+    """0.28 s is 7 frames of 0.04 s (not 8: 0.28 / 0.04 is 7.000000000000001)."""
+    recognizer = fake_recognizer(Endpointing(silence=0.28, max_utterance=0))
+    finals, _ = run(recognizer, said("A.........B"), [100])
+    assert summary(finals) == [("A", 0.0, 0.32)]  # the 7th blank is frame 7
+
+
+def test_finish_ends_the_last_utterance_whatever_endpointing_says():
+    """The flush's frames reach the maximum, and still belong to the last."""
+    recognizer = fake_recognizer(Endpointing(silence=0, max_utterance=0.04))
+    finals, last = run(recognizer, said("A.B"), [100])
+    # Frames 0-1 come as a chunk (cut: max_utterance), frame 2 with finish().
+    assert summary(finals) == [("A", 0.0, 0.08)]
+    assert summary([last]) == [("B", 0.08, 0.12)]
+
+
 def test_a_pause_before_any_speech_ends_nothing():
     recognizer = fake_recognizer(Endpointing(silence=0.16, max_utterance=0))
     finals, last = run(recognizer, said("............A"), [7])
