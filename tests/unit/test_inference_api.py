@@ -303,6 +303,7 @@ def test_every_option_of_espnets_binary_is_audited_for_the_lexicon_path():
         *inference._NOT_WITH_LEXICON,
         *inference._PER_RUN,
         *inference.LEXICON_OPTIONS,
+        *inference.STREAMING_OPTIONS,  # need --streaming true (test_recognizer)
     }
     dests = {a.dest for a in get_parser()._actions} - {"help"}
     assert dests - placed == set()
