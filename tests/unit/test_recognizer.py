@@ -604,6 +604,36 @@ def test_the_command_shows_partials_in_place_on_a_terminal(
     assert final.endswith("\n") and final.count("\n") == 1
 
 
+def test_ctrl_c_prints_the_utterance_under_way(trained, tmp_path):
+    """A microphone's stream ends with Ctrl-C: what was said is not lost."""
+    import signal
+    import time
+
+    pcm = (repeated(2) * 32767).astype("<i2").tobytes()
+    process = subprocess.Popen(
+        [*TRANSCRIBE, "--model", str(trained["zip"]), "--unpack_dir", str(tmp_path)]
+        + ["--streaming", "--search", "greedy", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=False,
+    )
+    try:
+        process.stdin.write(pcm)  # the pipe stays open: a live microphone
+        process.stdin.flush()
+        first = process.stdout.readline().decode()  # the first pause's cut
+        time.sleep(2)  # the second utterance read and recognized (no pause yet)
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert first.split("\t")[3] == f"{TEXT}\n"
+    assert process.returncode == 130, errors.decode()
+    name, start, _, text = rest.decode().split("\t")
+    assert (name, start, text) == ("-", "2.30", f"{TEXT}\n")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
