@@ -96,6 +96,8 @@ def test_loader_refuses_what_cannot_apply(trained, options, message):
         (dict(beam_size=3), "beam_size=3 tunes ESPnet's beam search"),
         (dict(lm_file="lm.pth"), "decodes with its word LM only; drop --lm_file"),
         (dict(quantize_lm=True), "quantize_lm=True: the lexicon search"),
+        # (streaming=True is a streaming decoding's, kept for the recognizer.)
+        (dict(time_sync=True), "time_sync=True: the lexicon search"),
         (dict(quantize_modules=["Conv1d"]), "quantize_modules=\\['Conv1d'\\]"),
     ],
 )
@@ -302,7 +304,7 @@ def test_every_option_of_espnets_binary_is_audited_for_the_lexicon_path():
         *inference._NOT_WITH_LEXICON,
         *inference._PER_RUN,
         *inference.LEXICON_OPTIONS,
-        *inference.STREAMING_OPTIONS,
+        *inference.STREAMING_OPTIONS,  # need --streaming true (test_recognizer)
     }
     dests = {a.dest for a in get_parser()._actions} - {"help"}
     assert dests - placed == set()

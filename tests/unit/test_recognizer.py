@@ -12,9 +12,12 @@ bounded memory, the command prints what the recognizer gives, and
 import contextlib
 import copy
 import dataclasses
+import io
 import shutil
+import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -144,6 +147,22 @@ def test_a_pause_after_speech_ends_an_utterance_at_its_chunk():
     assert summary([last]) == [("C", 0.24, 0.4)]
     assert last.words[0].start == pytest.approx(0.28)  # stream time, not 0.04
     assert finals[0].final and last.final
+
+
+def test_a_pause_is_counted_in_whole_frames():
+    """0.28 s is 7 frames of 0.04 s (not 8: 0.28 / 0.04 is 7.000000000000001)."""
+    recognizer = fake_recognizer(Endpointing(silence=0.28, max_utterance=0))
+    finals, _ = run(recognizer, said("A.........B"), [100])
+    assert summary(finals) == [("A", 0.0, 0.32)]  # the 7th blank is frame 7
+
+
+def test_finish_ends_the_last_utterance_whatever_endpointing_says():
+    """The flush's frames reach the maximum, and still belong to the last."""
+    recognizer = fake_recognizer(Endpointing(silence=0, max_utterance=0.04))
+    finals, last = run(recognizer, said("A.B"), [100])
+    # Frames 0-1 come as a chunk (cut: max_utterance), frame 2 with finish().
+    assert summary(finals) == [("A", 0.0, 0.08)]
+    assert summary([last]) == [("B", 0.08, 0.12)]
 
 
 def test_a_pause_before_any_speech_ends_nothing():
@@ -451,3 +470,330 @@ def test_a_model_that_cannot_stream_is_refused_with_the_reason(trained):
         TorchChunkEncoder(model)
     with pytest.raises(ValueError, match=r"chunk_size \(16\) needs causal_conv"):
         TorchChunkEncoder(model, chunk_size=16)
+
+
+# -- raw PCM from a pipe -------------------------------------------------------
+
+
+class Pipe(io.RawIOBase):
+    """A pipe that gives at most ``most`` bytes per read, as a live one does."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self.data, self.most = data, most
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, size: int = -1) -> bytes:
+        chunk = self.data[: min(size, self.most)]
+        self.data = self.data[len(chunk) :]
+        return chunk
+
+
+@pytest.mark.parametrize("fmt", ["s16le", "s32le", "f32le"])
+@pytest.mark.parametrize("most", [1, 7, 10_000])
+def test_raw_pcm_is_read_as_it_comes(fmt, most):
+    """Stereo PCM in odd pieces (sample frames cut anywhere): the mean of the
+    channels, at full scale 1.0."""
+    from espnet_shared_conformer.audio_io import raw_blocks
+
+    rng = np.random.default_rng(0)
+    left, right = rng.uniform(-0.9, 0.9, size=(2, 300))
+    dtype, scale = {"s16le": ("<i2", 2**15), "s32le": ("<i4", 2**31)}.get(
+        fmt, ("<f4", 1.0)
+    )
+    stereo = np.stack([left, right], axis=1) * scale
+    data = stereo.astype(dtype).tobytes()
+    blocks = list(raw_blocks(Pipe(data + b"\x01", most), 8000, fmt, channels=2))
+
+    expected = stereo.astype(dtype).astype(np.float64).mean(axis=1) / scale
+    assert np.allclose(np.concatenate(blocks), expected, atol=1e-6)
+    assert all(b.dtype == np.float32 for b in blocks)
+    assert max(len(b) for b in blocks) <= 800  # block_seconds 0.1 at 8 kHz
+
+
+def test_raw_pcm_is_resampled_and_checked():
+    from espnet_shared_conformer.audio_io import AudioError, raw_blocks
+
+    tone = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype("<f4")
+    blocks = list(raw_blocks(io.BytesIO(tone.tobytes()), 8000, "f32le", 1, 16000))
+    assert abs(len(np.concatenate(blocks)) - 16000) <= 1
+    bad = np.array([0.0, np.nan], dtype="<f4").tobytes()
+    with pytest.raises(AudioError, match=r"^mic: NaN/inf samples \(first at 0.000"):
+        list(raw_blocks(io.BytesIO(bad), 8000, "f32le", source="mic"))
+    with pytest.raises(ValueError, match=r"sample_format \('u8'\) must be one of"):
+        list(raw_blocks(io.BytesIO(b""), 8000, "u8"))
+
+
+# -- the command ------------------------------------------------------------
+
+
+def _transcribe(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*TRANSCRIBE, *map(str, args)],
+        capture_output=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def _lines(recognizer: StreamingRecognizer, name: str, samples) -> List[str]:
+    """The lines the command prints for ``samples``, from the recognizer."""
+    finals, last = run(recognizer, samples, [3200])
+    return [f"{name}\t{u.start:.2f}\t{u.end:.2f}\t{u.text}" for u in [*finals, last]]
+
+
+def test_the_command_streams_files_and_standard_input(trained, transcriber, tmp_path):
+    """One line per utterance, as the recognizer gives them; raw PCM on
+    stdin (here 16-bit at 8 kHz, resampled) as a file; nothing else printed."""
+    import soundfile
+
+    samples = repeated(3)
+    wav, silent = tmp_path / "three.wav", tmp_path / "short.wav"
+    soundfile.write(wav, samples, FS, subtype="FLOAT")  # read back as it is
+    soundfile.write(silent, np.zeros(100, dtype=np.float32), FS)  # not a frame
+    pcm = (samples[::2] * 32767).astype("<i2").tobytes()  # 8 kHz
+    options = ["--model", trained["zip"], "--unpack_dir", tmp_path / "unpacked"]
+    result = _transcribe(
+        *options, "--streaming", wav, silent, "-", "--rate", 8000, input=pcm
+    )
+
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+    lines = result.stdout.decode().splitlines()
+    expected = _lines(StreamingRecognizer.from_model(transcriber), str(wav), samples)
+    assert lines[:3] == expected
+    # Nothing recognized: still a line, so that every file has one.
+    assert lines[3] == f"{silent}\t0.00\t0.00\t"
+    assert [line.split("\t")[0] for line in lines[4:]] == ["-"] * 3
+    assert {line.split("\t")[3] for line in lines[:3] + lines[4:]} == {TEXT}
+    assert "\r" not in result.stdout.decode()  # not a terminal
+
+
+def test_the_command_shows_partials_in_place_on_a_terminal(
+    trained, tmp_path, monkeypatch
+):
+    from espnet_shared_conformer.bin import transcribe
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(
+        sys,
+        "stdin",
+        io.TextIOWrapper(
+            io.BytesIO((streaming_utterance() * 32767).astype("<i2").tobytes())
+        ),
+    )
+    monkeypatch.setattr(sys, "stdout", terminal)
+    status = transcribe.main(
+        ["--model", str(trained["zip"]), "--unpack_dir", str(tmp_path)]
+        + ["--streaming", "--word_times", "--search", "greedy", "-"]
+    )
+
+    assert status == 0
+    shown = terminal.getvalue()
+    # Partials rewrite the line; the final clears it and stays.
+    assert "\r\x1b[KCAT\r\x1b[K" in shown or "\r\x1b[KCAT T" in shown
+    final = shown.rsplit("\r\x1b[K", 1)[1]
+    name, start, end, text, words = final.rstrip("\n").split("\t")
+    assert (name, start, text) == ("-", "0.00", TEXT)
+    assert words.startswith("CAT:0.") and " TACO:" in words
+    assert final.endswith("\n") and final.count("\n") == 1
+
+
+def test_ctrl_c_prints_the_utterance_under_way(trained, tmp_path):
+    """A microphone's stream ends with Ctrl-C: what was said is not lost."""
+    import signal
+    import time
+
+    pcm = (repeated(2) * 32767).astype("<i2").tobytes()
+    process = subprocess.Popen(
+        [*TRANSCRIBE, "--model", str(trained["zip"]), "--unpack_dir", str(tmp_path)]
+        + ["--streaming", "--search", "greedy", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=False,
+    )
+    try:
+        process.stdin.write(pcm)  # the pipe stays open: a live microphone
+        process.stdin.flush()
+        first = process.stdout.readline().decode()  # the first pause's cut
+        time.sleep(2)  # the second utterance read and recognized (no pause yet)
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert first.split("\t")[3] == f"{TEXT}\n"
+    assert process.returncode == 130, errors.decode()
+    name, start, _, text = rest.decode().split("\t")
+    assert (name, start, text) == ("-", "2.30", f"{TEXT}\n")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--chunk_size", "4", "a.wav"], "--chunk_size needs --streaming"),
+        (["-"], r"reading standard input \(-\) needs --streaming"),
+        (["--streaming", "-", "-"], r"standard input \(-\) can be read once"),
+        (
+            ["--streaming", "--endpoint_silence", "-1", "a.wav"],
+            r"--endpoint_silence|silence \(-1.0\) must be a non-negative",
+        ),
+        (["--streaming", "--channels", "0", "-"], r"--channels \(0\) must be"),
+    ],
+)
+def test_the_commands_streaming_usage_errors(tmp_path, args, message):
+    import re
+
+    result = _transcribe("--model", tmp_path, *args)
+    assert result.returncode == 2
+    assert re.search(message, result.stderr.decode())
+
+
+def test_the_command_refuses_a_model_that_cannot_stream(trained):
+    result = _transcribe(
+        "--model",
+        trained["offline"],
+        "--decoding",
+        trained["decode"],
+        "--streaming",
+        trained["root"] / "utt1.wav",
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith("transcribe: ERROR: ")
+    assert "the model cannot stream: chunk_size (0) must be" in result.stderr.decode()
+    assert result.stdout == b""
+
+
+# -- stage 12: asr_inference --streaming true --------------------------------
+
+
+def _asr_inference(exp: Path, out: Path, *extra: str, wav_scp: Path) -> List[str]:
+    """The package's inference binary in this process; its text lines."""
+    from espnet_shared_conformer.bin import asr_inference
+
+    asr_inference.main(
+        ["--asr_train_config", str(exp / "config.yaml")]
+        + ["--asr_model_file", str(exp / "valid.loss.ave.pth")]
+        + ["--data_path_and_name_and_type", f"{wav_scp},speech,sound"]
+        + ["--output_dir", str(out), "--ngpu", "0", "--num_workers", "0"]
+        + [*extra]
+    )
+    return (out / "1best_recog" / "text").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def long_scp(trained) -> Path:
+    """Two utterances: TEXT once, and three times."""
+    import soundfile
+
+    root = trained["root"]
+    soundfile.write(root / "three.wav", repeated(3), FS)
+    scp = root / "two.scp"
+    scp.write_text(f"a {root / 'utt1.wav'}\nb {root / 'three.wav'}\n")
+    return scp
+
+
+@pytest.mark.parametrize("lexicon", [False, True], ids=["prefix beam", "lexicon"])
+def test_stage_12_decodes_as_the_recognizer_streams(
+    trained, transcriber, tmp_path, long_scp, lexicon
+):
+    """At chunks other than the model's (which decode differently)."""
+    import soundfile
+
+    extra = ["--streaming", "true", "--chunk_size", "16", "--num_left_chunks", "0"]
+    extra += ["--config", str(trained["decode"])]  # beam_size 4, as recipes do
+    if lexicon:
+        extra += ["--lexicon_file", str(trained["lexicon"])]
+        extra += ["--word_lm_file", str(trained["word_lm"])]
+    lines = _asr_inference(trained["exp"], tmp_path, *extra, wav_scp=long_scp)
+
+    def recognized(chunks: Tuple[Optional[int], Optional[int]]) -> List[str]:
+        recognizer = StreamingRecognizer.from_model(
+            transcriber,
+            search="lexicon" if lexicon else "prefix_beam",
+            chunk_size=chunks[0],
+            num_left_chunks=chunks[1],
+            endpointing=Endpointing.off(),
+        )
+        lines = []
+        for line in long_scp.read_text().splitlines():
+            key, path = line.split()
+            samples, _ = soundfile.read(path, dtype="float32")  # as ESPnet reads it
+            lines.append(f"{key} {run(recognizer, samples, [1600])[1].text}")
+        return lines
+
+    assert lines == recognized((16, 0))
+    assert lines != recognized((None, None))
+    record = yaml.safe_load((tmp_path / "decoding.yaml").read_text())
+    assert (record["streaming"], record["chunk_size"], record["num_left_chunks"]) == (
+        True,
+        16,
+        0,
+    )
+
+
+def test_a_streaming_record_gives_the_recognizer_its_chunks(trained, tmp_path):
+    """load_model of an experiment decoded as a stream: the recognizer takes
+    the chunks it was scored with."""
+    from espnet_shared_conformer.inference import load_model
+
+    exp = tmp_path / "exp"
+    shutil.copytree(trained["exp"], exp)
+    _asr_inference(
+        exp,
+        exp / "decode_streaming",
+        *["--streaming", "true", "--chunk_size", "8", "--num_left_chunks", "1"],
+        wav_scp=trained["wav_scp"],
+    )
+    recognizer = StreamingRecognizer.from_model(load_model(exp))
+    assert (recognizer.encoder.chunk_size, recognizer.encoder.num_left_chunks) == (8, 1)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], r"the model cannot stream: chunk_size \(0\) must be at least 1"),
+        (["--chunk_size", "4"], r"chunk_size \(4\) needs causal_conv"),
+    ],
+)
+def test_stage_12_refuses_a_model_that_cannot_stream(trained, tmp_path, extra, message):
+    with pytest.raises(SystemExit, match=message):
+        _asr_inference(
+            trained["offline"],
+            tmp_path,
+            "--streaming",
+            "true",
+            *extra,
+            wav_scp=trained["wav_scp"],
+        )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--chunk_size", "4"], "--chunk_size needs --streaming true"),
+        (["--streaming", "true", "--lm_weight", "0.5"], "lm_weight=0.5 tunes ESPnet"),
+        (["--streaming", "true", "--ctc_weight", "0.3"], "ctc_weight=0.3: --streaming"),
+        (["--streaming", "true", "--nbest", "2"], "nbest=2: --streaming gives the"),
+        (
+            ["--streaming", "true", "--lm_file", "lm.pth"],
+            "--streaming decodes without a neural or token LM; drop --lm_file",
+        ),
+        (
+            ["--streaming", "true", "--word_lm_file", "lm.arpa"],
+            "--word_lm_file needs --lexicon_file",
+        ),
+        (["--streaming", "true", "--batch_size", "2"], "--batch_size must be 1"),
+    ],
+)
+def test_stage_12_streaming_refuses_what_it_would_drop(
+    trained, tmp_path, extra, message
+):
+    with pytest.raises(SystemExit, match=message):
+        _asr_inference(trained["exp"], tmp_path, *extra, wav_scp=trained["wav_scp"])
