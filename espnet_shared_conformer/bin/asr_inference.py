@@ -51,7 +51,7 @@ import logging
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import yaml
 
@@ -151,61 +151,19 @@ def lexicon_inference(
     """
     import torch
     from espnet2.fileio.datadir_writer import DatadirWriter
-    from espnet2.tasks.asr import ASRTask
-    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
     from espnet_shared_conformer._compat import TooShortUttError
-    from espnet_shared_conformer.inference import load_asr_model
-    from espnet_shared_conformer.lexicon import SEPARATOR, CTCLexiconDecoder
+    from espnet_shared_conformer.lexicon import SEPARATOR
 
-    logging.basicConfig(
-        level=log_level,
-        format=LOG_FORMAT,
-    )
-    if batch_size != 1:
-        raise ValueError(
-            "--lexicon_file decodes one utterance at a time: "
-            f"--batch_size must be 1, not {batch_size}"
-        )
-    if ngpu > 1:
-        raise ValueError(f"--ngpu {ngpu}: decoding uses at most one GPU")
-    if asr_train_config is None or asr_model_file is None:
-        raise ValueError("--lexicon_file needs --asr_train_config and --asr_model_file")
-    device = "cuda" if ngpu >= 1 else "cpu"
-    set_all_random_seed(seed)
-
-    model, train_args = load_asr_model(
-        asr_train_config,
-        asr_model_file,
-        device,
-        dtype,
-        quantize_asr_model,
-        quantize_modules,
-        quantize_dtype,
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    model, _, decoder, loader, device = _set_up(
+        "--lexicon_file", **_setup_arguments(locals())
     )
     if getattr(model, "ctc", None) is None:
         raise ValueError(f"{asr_model_file}: the model has no CTC head to decode")
-    decoder = CTCLexiconDecoder(
-        model.token_list,
-        Path(lexicon_file),
-        word_lm_file and Path(word_lm_file),
-        search,
-    )
     logging.info(
         f"lexicon decoding: {decoder.num_words} words from {lexicon_file}, "
         f"word LM {word_lm_file}, {search}"
-    )
-
-    loader = ASRTask.build_streaming_iterator(
-        data_path_and_name_and_type,
-        dtype=dtype,
-        batch_size=1,
-        key_file=key_file,
-        num_workers=num_workers,
-        preprocess_fn=ASRTask.build_preprocess_fn(train_args, False),
-        collate_fn=ASRTask.build_collate_fn(train_args, False),
-        allow_variable_data_keys=allow_variable_data_keys,
-        inference=True,
     )
     # What ESPnet's inference writes for an utterance too short for the
     # encoder's subsampling, for each of the n best: text " ", the one token
@@ -274,28 +232,100 @@ def streaming_inference(
     """
     import torch
     from espnet2.fileio.datadir_writer import DatadirWriter
-    from espnet2.tasks.asr import ASRTask
-    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
-    from espnet_shared_conformer.inference import Transcriber, load_asr_model
-    from espnet_shared_conformer.lexicon import CTCLexiconDecoder
+    from espnet_shared_conformer.inference import Transcriber
     from espnet_shared_conformer.recognizer import Endpointing, StreamingRecognizer
 
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    if word_lm_file is not None and lexicon_file is None:
+        raise ValueError("--word_lm_file needs --lexicon_file")
+    model, train_args, decoder, loader, _ = _set_up(
+        "--streaming", **_setup_arguments(locals())
+    )
+    frames_in = getattr(model, "frontend", None) is None
+    recognizer = StreamingRecognizer.from_model(
+        Transcriber(model, train_args, {}, lexicon_decoder=decoder),
+        chunk_size=chunk_size,
+        num_left_chunks=num_left_chunks,
+        endpointing=Endpointing.off(),
+        beam_size=beam_size,
+        frames_in=frames_in,
+    )
+    logging.info(
+        f"streaming: chunks of {recognizer.encoder.chunk_size} frames, "
+        f"{recognizer.encoder.num_left_chunks} left chunks, "
+        f"{type(recognizer.search).__name__}"
+    )
+    with DatadirWriter(output_dir) as writer, torch.inference_mode():
+        for keys, batch in loader:
+            speech = batch["speech"][0, : int(batch["speech_lengths"][0])]
+            recognizer.feed(speech.numpy())
+            best = recognizer.finish()
+            # ESPnet's own line, which asr.sh counts to show progress.
+            logging.info(f"best hypo: {best.text}")
+            tokens = [model.token_list[i] for i in best.token_ids]
+            _write_hypotheses(
+                writer,
+                keys[0],
+                [(best.text, tokens, list(best.token_ids), best.score)],
+            )
+
+
+#: What :func:`_set_up` takes of a decoding function's arguments.
+_SETUP_ARGUMENTS = (
+    "batch_size", "dtype", "ngpu", "seed", "num_workers",
+    "data_path_and_name_and_type", "key_file", "asr_train_config",
+    "asr_model_file", "allow_variable_data_keys", "lexicon_file", "word_lm_file",
+    "search", "quantize_asr_model", "quantize_modules", "quantize_dtype",
+)  # fmt: skip
+
+
+def _setup_arguments(arguments: Mapping[str, Any]) -> Dict[str, Any]:
+    """What :func:`_set_up` takes of a decoding function's ``locals()``."""
+    return {name: arguments[name] for name in _SETUP_ARGUMENTS}
+
+
+def _set_up(
+    mode: str,
+    batch_size: int,
+    dtype: str,
+    ngpu: int,
+    seed: int,
+    num_workers: int,
+    data_path_and_name_and_type: List,
+    key_file: Optional[str],
+    asr_train_config: Optional[str],
+    asr_model_file: Optional[str],
+    allow_variable_data_keys: bool,
+    lexicon_file: Optional[str],
+    word_lm_file: Optional[str],
+    search: LexiconDecoderConfig,
+    quantize_asr_model: bool,
+    quantize_modules: Sequence[str],
+    quantize_dtype: str,
+) -> Tuple[Any, Any, Any, Any, str]:
+    """What both of this command's own decodings (``mode``: the option that
+    chose it) start with: the checks of one utterance at a time on at most
+    one device, the seed, the model and its training arguments, the lexicon
+    decoder when there is a lexicon, and ESPnet's data loader, one utterance
+    per batch. Returns (model, train_args, decoder, loader, device)."""
+    from espnet2.tasks.asr import ASRTask
+    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+
+    from espnet_shared_conformer.inference import load_asr_model
+    from espnet_shared_conformer.lexicon import CTCLexiconDecoder
+
     if batch_size != 1:
         raise ValueError(
-            "--streaming decodes one utterance at a time: "
+            f"{mode} decodes one utterance at a time: "
             f"--batch_size must be 1, not {batch_size}"
         )
     if ngpu > 1:
         raise ValueError(f"--ngpu {ngpu}: decoding uses at most one GPU")
     if asr_train_config is None or asr_model_file is None:
-        raise ValueError("--streaming needs --asr_train_config and --asr_model_file")
-    if word_lm_file is not None and lexicon_file is None:
-        raise ValueError("--word_lm_file needs --lexicon_file")
+        raise ValueError(f"{mode} needs --asr_train_config and --asr_model_file")
     device = "cuda" if ngpu >= 1 else "cpu"
     set_all_random_seed(seed)
-
     model, train_args = load_asr_model(
         asr_train_config,
         asr_model_file,
@@ -313,20 +343,6 @@ def streaming_inference(
             word_lm_file and Path(word_lm_file),
             search,
         )
-    frames_in = getattr(model, "frontend", None) is None
-    recognizer = StreamingRecognizer.from_model(
-        Transcriber(model, train_args, {}, lexicon_decoder=decoder),
-        chunk_size=chunk_size,
-        num_left_chunks=num_left_chunks,
-        endpointing=Endpointing.off(),
-        beam_size=beam_size,
-        frames_in=frames_in,
-    )
-    logging.info(
-        f"streaming: chunks of {recognizer.encoder.chunk_size} frames, "
-        f"{recognizer.encoder.num_left_chunks} left chunks, "
-        f"{type(recognizer.search).__name__}"
-    )
     loader = ASRTask.build_streaming_iterator(
         data_path_and_name_and_type,
         dtype=dtype,
@@ -338,19 +354,7 @@ def streaming_inference(
         allow_variable_data_keys=allow_variable_data_keys,
         inference=True,
     )
-    with DatadirWriter(output_dir) as writer, torch.inference_mode():
-        for keys, batch in loader:
-            speech = batch["speech"][0, : int(batch["speech_lengths"][0])]
-            recognizer.feed(speech.numpy())
-            best = recognizer.finish()
-            # ESPnet's own line, which asr.sh counts to show progress.
-            logging.info(f"best hypo: {best.text}")
-            tokens = [model.token_list[i] for i in best.token_ids]
-            _write_hypotheses(
-                writer,
-                keys[0],
-                [(best.text, tokens, list(best.token_ids), best.score)],
-            )
+    return model, train_args, decoder, loader, device
 
 
 def _write_hypotheses(
