@@ -310,6 +310,8 @@ class StreamingFeatures:
         else:
             extractor = _model_extractor(source, fs, n_mels)
         self._extractor = extractor
+        #: The samples' rate.
+        self.fs: int = source.fs if isinstance(source, LogMelFrontend) else int(fs)
         #: Features per frame.
         self.dim: int = extractor.dim
         #: Samples between frames: the frame shift is ``hop_length / fs`` s
