@@ -531,7 +531,10 @@ def test_startup_benchmark_reports_its_figures(tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "process start to first chunk (4 frames), 2 runs: median" in run.stdout
+    assert (
+        "process start to first chunk recognized (4 frames), 2 runs: median"
+        in run.stdout
+    )
     assert "torch or ESPnet loaded: no" in run.stdout
     report = json.loads(figures.read_text())
     assert len(report["seconds"]) == 2 and min(report["seconds"]) > 0
