@@ -1,16 +1,20 @@
-"""Start-up of streaming on ONNX Runtime: from process start to the first chunk.
+"""Start-up of streaming recognition on ONNX Runtime: process start to the
+first chunk recognized.
 
 Exports the chunk step (``onnx_streaming``) of an ASR config's encoder
 (default: the tiny 960 h ``train_asr_960h.yaml``, made streaming with
 ``causal_conv``, ``--chunk_size`` and ``--num_left_chunks``) with a CTC head
-of ``--vocab_size`` tokens; weights are random (seeded), which start-up does
-not depend on. Then starts ``--repeats`` fresh Python processes, one after
-the other, each of which imports ``espnet_shared_conformer.onnx_runtime``,
-loads the graph and feeds one chunk's input frames; the time runs from just
-before the process is spawned to the chunk's log-posteriors, and includes
-the interpreter's own start. Prints the median, min and max, whether any
-child loaded torch or ESPnet, and the verdict against the 2 s target of an
-always-on device.
+of ``--vocab_size`` tokens, and the config's default frontend (its
+``frontend_conf``, ``--input_size`` mel bins) as the numbers a recognizer
+without torch computes features from; weights are random (seeded), which
+start-up does not depend on. Then starts ``--repeats`` fresh Python
+processes, one after the other, each of which builds the whole recognizer
+from the export (``StreamingRecognizer.from_onnx``: numpy features, the
+graph, the CTC prefix beam search) and feeds it the audio samples of one
+chunk; the time runs from just before the process is spawned to that
+chunk's partial result, and includes the interpreter's own start. Prints
+the median, min and max, whether any child loaded torch or ESPnet, and the
+verdict against the 2 s target of an always-on device.
 
 Usage::
 
@@ -38,12 +42,17 @@ def export(args: argparse.Namespace, path: str) -> dict:
     """Write the chunk step of ``args.config``'s encoder to ``path``."""
     import torch
     import yaml
+    from espnet2.asr.frontend.default import DefaultFrontend
 
     from espnet_shared_conformer.encoder import SharedConformerEncoder
+    from espnet_shared_conformer.features import LogMelFrontend
     from espnet_shared_conformer.onnx_streaming import export_streaming_onnx
 
     with open(args.config, encoding="utf-8") as f:
-        conf = yaml.safe_load(f)["encoder_conf"]
+        config = yaml.safe_load(f)
+    conf = config["encoder_conf"]
+    frontend_conf = {**(config.get("frontend_conf") or {}), "n_mels": args.input_size}
+    frontend = LogMelFrontend.of_module(DefaultFrontend(**frontend_conf))
     conf.update(
         causal_conv=True,
         chunk_size=args.chunk_size,
@@ -53,24 +62,33 @@ def export(args: argparse.Namespace, path: str) -> dict:
     encoder = SharedConformerEncoder(input_size=args.input_size, **conf).eval()
     ctc = torch.nn.Module()
     ctc.ctc_lo = torch.nn.Linear(encoder.output_size(), args.vocab_size)
-    return export_streaming_onnx(encoder, path, ctc=ctc)
+    tokens = ["<blank>"] + [f"t{i}" for i in range(1, args.vocab_size)]
+    metadata = dict(token_list=tokens, frame_shift=frontend.hop_length / frontend.fs)
+    return export_streaming_onnx(
+        encoder, path, ctc=ctc, metadata=metadata, frontend=frontend
+    )
 
 
 def child(path: str, threads: int) -> dict:
-    """What a device does at start-up: load the runtime and the graph, encode
-    one chunk. Returns the wall-clock time of the output, the chunk's frames
-    and the heavy modules loaded."""
+    """What a device does at start-up: build the recognizer from the export,
+    recognize one chunk of audio. Returns the wall-clock time of its partial
+    result, the output frames searched and the heavy modules loaded."""
     import numpy as np
 
-    from espnet_shared_conformer.onnx_runtime import OnnxStreamingEncoder
+    from espnet_shared_conformer.recognizer import StreamingRecognizer
 
-    encoder = OnnxStreamingEncoder(path, threads=threads)
-    frames = encoder.spec["input_frames"]
-    feats = np.random.default_rng(0).standard_normal((frames, encoder.input_size))
-    out, _ = encoder.forward_chunk(feats.astype(np.float32), encoder.init_state())
+    recognizer = StreamingRecognizer.from_onnx(path, threads=threads)
+    spec, features = recognizer.encoder.spec, recognizer.features
+    # The samples that complete the chunk's input frames: frame m is centred
+    # on sample m * hop and needs n_fft / 2 more (frame 0 one more yet).
+    n_fft = spec["frontend"]["n_fft"]
+    samples = (spec["input_frames"] - 1) * features.hop_length + n_fft // 2 + 1
+    audio = 0.1 * np.random.default_rng(0).standard_normal(samples)
+    update = recognizer.feed(audio.astype(np.float32))
     done = time.time()
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
-    return dict(done=done, frames=out.shape[0], loaded=loaded)
+    frames = recognizer.search.frames
+    return dict(done=done, frames=frames, partial=update.partial.text, loaded=loaded)
 
 
 def _run_child(path: str, threads: int) -> dict:
@@ -130,7 +148,7 @@ def main() -> int:
         f"{spec['num_left_chunks']} left chunks): {size:,} bytes"
     )
     print(
-        f"process start to first chunk ({runs[0]['frames']} frames), "
+        f"process start to first chunk recognized ({runs[0]['frames']} frames), "
         f"{args.repeats} runs: median {median:.3f} s (min {min(seconds):.3f}, "
         f"max {max(seconds):.3f})"
     )

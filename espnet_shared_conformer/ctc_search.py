@@ -27,17 +27,24 @@ where the best path first emits it.
 
 Tokens become text as ESPnet's tokenizers do: ``<space>`` separates the
 words of a character token list, ``▁`` starts a word of a sentencepiece one.
+
+Log posteriors are numpy arrays or torch tensors alike; the greedy and
+prefix beam searches compute with numpy, and importing this module imports
+no torch (an ONNX Runtime device has none). The lexicon search drives
+torchaudio's flashlight decoder, so it needs torch when it runs.
 """
 
 import abc
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
-from espnet_shared_conformer.lexicon import CTCLexiconDecoder
+if TYPE_CHECKING:  # torch: only where a caller has it
+    import torch
+
+    from espnet_shared_conformer.lexicon import CTCLexiconDecoder
 
 __all__ = [
     "GreedySearch",
@@ -51,7 +58,7 @@ __all__ = [
     "prefix_beam_search",
 ]
 
-LogProbs = Union[torch.Tensor, np.ndarray]
+LogProbs = Union["torch.Tensor", np.ndarray]
 
 _BLANK = "<blank>"
 _SPACE = "<space>"  # word separator of ESPnet's character token lists
@@ -217,15 +224,13 @@ def greedy_search(
     scores = _float64(log_probs)
     if len(scores) == 0:
         return text.hypothesis([], [], 0.0)
-    best, path = scores.max(dim=1)
+    path = scores.argmax(axis=1)
+    best = scores[np.arange(len(path)), path]
     # A token is emitted where the path changes to it from something else.
-    changed = torch.ones_like(path, dtype=torch.bool)
+    changed = np.ones(len(path), dtype=bool)
     changed[1:] = path[1:] != path[:-1]
-    emitted = changed & (path != text.blank)
-    frames = emitted.nonzero().flatten()
-    return text.hypothesis(
-        path[frames].tolist(), frames.tolist(), float(best.sum().item())
-    )
+    frames = np.flatnonzero(changed & (path != text.blank))
+    return text.hypothesis(path[frames].tolist(), frames.tolist(), float(best.sum()))
 
 
 class GreedySearch(Search):
@@ -238,11 +243,12 @@ class GreedySearch(Search):
         self._previous = -1  # the last frame's best token, across chunks
         self._ids: List[int] = []
         self._frames: List[int] = []
-        self._score = torch.zeros((), dtype=torch.float64)
+        self._score = 0.0
 
     def _step(self, log_probs: LogProbs) -> None:
-        best, path = _float64(log_probs).max(dim=1)
-        self._score = self._score + best.sum()
+        scores = _float64(log_probs)
+        path = scores.argmax(axis=1)
+        self._score += float(scores[np.arange(len(path)), path].sum())
         for offset, token in enumerate(path.tolist()):
             if token != self._previous and token != self.text.blank:
                 self._ids.append(token)
@@ -310,7 +316,7 @@ class PrefixBeamSearch(Search):
         self._beam: Dict[Tuple[int, ...], _Prefix] = {(): _Prefix(blank=0.0)}
 
     def _step(self, log_probs: LogProbs) -> None:
-        rows = _float64(log_probs).numpy()
+        rows = _float64(log_probs)
         # A stable sort: equal scores keep the token order, whatever the chunks.
         candidates = np.argsort(-rows, axis=1, kind="stable")[:, : self.token_beam]
         for offset, (row, tokens) in enumerate(zip(rows, candidates, strict=True)):
@@ -378,7 +384,7 @@ class LexiconSearch(Search):
     a recognizer ends utterances at pauses.
     """
 
-    def __init__(self, decoder: CTCLexiconDecoder, frame_shift: float) -> None:
+    def __init__(self, decoder: "CTCLexiconDecoder", frame_shift: float) -> None:
         super().__init__(TokenText(decoder.token_list, frame_shift))
         self.decoder = decoder
 
@@ -386,6 +392,8 @@ class LexiconSearch(Search):
         self.decoder.decode_begin()
 
     def _step(self, log_probs: LogProbs) -> None:
+        import torch
+
         self.decoder.decode_step(torch.as_tensor(log_probs))
 
     def _hypothesis(
@@ -417,9 +425,11 @@ class LexiconSearch(Search):
         return self._hypothesis(*results[0])
 
 
-def _float64(log_probs: LogProbs) -> torch.Tensor:
-    """(T, V) log posteriors as a float64 CPU tensor (numpy arrays too)."""
-    return torch.as_tensor(log_probs).detach().to("cpu", torch.float64)
+def _float64(log_probs: Any) -> np.ndarray:
+    """(T, V) log posteriors, numpy or torch (any device), as float64 numpy."""
+    if hasattr(log_probs, "detach"):  # a torch tensor: no torch import needed
+        log_probs = log_probs.detach().cpu().double().numpy()
+    return np.asarray(log_probs, dtype=np.float64)
 
 
 def _logaddexp(a: float, b: float) -> float:

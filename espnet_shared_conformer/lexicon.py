@@ -15,6 +15,11 @@ separator (``<space>`` for ESPnet's character token lists)::
 
     CAT C A T <space>
 
+Importing this module imports no torch (writing a lexicon needs none); the
+decoder does, when built: torchaudio wraps flashlight-text's search, so on a
+device without torch the streaming searches are the greedy and prefix beam
+ones (:mod:`espnet_shared_conformer.ctc_search`).
+
 Command line, to write a lexicon of every word of a text that the token list
 can spell::
 
@@ -28,12 +33,23 @@ import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
-
-import torch
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from espnet_shared_conformer._cli import LOG_FORMAT, command_parser
 from espnet_shared_conformer.ngram import add_text_argument, read_kaldi_text
+
+if TYPE_CHECKING:  # the search runs on torch(audio); importing this needs neither
+    import torch
 
 __all__ = [
     "SEPARATOR",
@@ -234,7 +250,7 @@ class CTCLexiconDecoder:
         )
 
     def __call__(
-        self, log_probs: torch.Tensor
+        self, log_probs: "torch.Tensor"
     ) -> List[Tuple[List[str], List[int], float]]:
         """Decode ``log_probs`` (T, V): up to ``nbest`` (words, token ids, score).
 
@@ -243,6 +259,8 @@ class CTCLexiconDecoder:
         The token ids spell the words with ``<space>`` between them, as
         ESPnet's character tokenizer would.
         """
+        import torch
+
         emissions = self._emissions(log_probs)
         if emissions.size(0) == 0:
             return [([], [], 0.0)]
@@ -263,7 +281,7 @@ class CTCLexiconDecoder:
         """Start an utterance."""
         self._decoder.decode_begin()
 
-    def decode_step(self, log_probs: torch.Tensor) -> None:
+    def decode_step(self, log_probs: "torch.Tensor") -> None:
         """Search on through ``log_probs`` (T, V)."""
         emissions = self._emissions(log_probs)
         if emissions.size(0):
@@ -289,8 +307,12 @@ class CTCLexiconDecoder:
         # Its first token is the start state's, before the first frame.
         return words, list(result.tokens[1:]), float(result.score)
 
-    def _emissions(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """``log_probs`` checked (T, V), as the float32 CPU tensor flashlight reads."""
+    def _emissions(self, log_probs: "torch.Tensor") -> "torch.Tensor":
+        """``log_probs`` (torch or numpy) checked (T, V), as the float32 CPU
+        tensor flashlight reads."""
+        import torch
+
+        log_probs = torch.as_tensor(log_probs)
         if log_probs.dim() != 2 or log_probs.size(1) != len(self.token_list):
             raise ValueError(
                 f"log_probs must be (T, {len(self.token_list)}) for this token "
@@ -298,7 +320,7 @@ class CTCLexiconDecoder:
             )
         return log_probs.detach().to("cpu", torch.float32)
 
-    def _closing_frame(self) -> torch.Tensor:
+    def _closing_frame(self) -> "torch.Tensor":
         """A frame (1, V) that is certainly ``<space>``.
 
         Every lexicon spelling ends with <space>, but ESPnet's transcripts do
@@ -308,6 +330,8 @@ class CTCLexiconDecoder:
         <space>. One extra frame that is certainly <space> ends every
         hypothesis alike. (Dev WER of the mini model: 21.2 -> 20.9%.)
         """
+        import torch
+
         closing = torch.full((1, len(self.token_list)), _IMPOSSIBLE)
         closing[0, self._index[SEPARATOR]] = 0.0
         return closing

@@ -44,7 +44,10 @@ encoder's) it exports one chunk step of a streaming encoder instead, with its
 caches as inputs and outputs, and a JSON sidecar beside it
 (:mod:`~espnet_shared_conformer.onnx_streaming`), checked against the
 encoder's ``forward_chunk``; :mod:`~espnet_shared_conformer.onnx_runtime`
-runs it without torch.
+runs it without torch. For a model with ESPnet's default frontend it also
+writes that frontend as numbers (sizes, window, mel matrix, log; the
+sidecar's ``frontend`` entry and ``model.frontend.npz``), so that
+``StreamingRecognizer.from_onnx`` computes the features with numpy.
 """
 
 import argparse
@@ -55,7 +58,7 @@ import math
 import os
 import sys
 import warnings
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -70,9 +73,11 @@ __all__ = [
     "compact_names",
     "deduplicate_initializers",
     "export_onnx",
+    "finish_graph",
     "get_parser",
     "graph_normalization",
     "main",
+    "write_atomically",
 ]
 
 INPUT_NAMES = ("feats", "feats_lengths")
@@ -330,14 +335,31 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load_from_string(buffer.getvalue())
+    model, removed = finish_graph(buffer.getvalue())
+    write_atomically(path, lambda tmp: onnx.save(model, tmp))
+    return removed
+
+
+def finish_graph(traced: bytes) -> Tuple[Any, int]:
+    """What both exporters do to a traced graph: load it, keep one copy of
+    each initializer (:func:`deduplicate_initializers`), shorten its names
+    (:func:`compact_names`), check it. Returns the ``onnx.ModelProto`` and
+    the number of duplicate initializers removed."""
+    import onnx
+
+    model = onnx.load_from_string(traced)
     removed = deduplicate_initializers(model)
     compact_names(model)
     onnx.checker.check_model(model)
+    return model, removed
+
+
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to ``path + ".tmp"``, then rename it to ``path``: a
+    reader never sees half a file."""
     tmp = f"{path}.tmp"
-    onnx.save(model, tmp)
+    write(tmp)
     os.replace(tmp, path)
-    return removed
 
 
 def _input_size(encoder: nn.Module) -> int:
@@ -496,18 +518,34 @@ def _export_streaming(
     ctc: Optional[nn.Module],
     normalize: Optional[nn.Module],
 ) -> Tuple[int, float, str]:
-    """``--streaming``: the chunk step and its sidecar, checked against the
-    encoder's ``forward_chunk``. Returns the duplicates removed, the largest
-    difference and what to add to the report."""
+    """``--streaming``: the chunk step, its sidecar and the frontend's data,
+    checked against the encoder's ``forward_chunk``. Returns the duplicates
+    removed, the largest difference and what to add to the report."""
+    from espnet_shared_conformer.features import LogMelFrontend
     from espnet_shared_conformer.onnx_runtime import sidecar_path
     from espnet_shared_conformer.onnx_streaming import (
         check_streaming_onnx,
         export_streaming_onnx,
     )
 
+    frontend = getattr(model, "frontend", None)
+    features = None
+    if frontend is not None:
+        try:
+            features = LogMelFrontend.of_module(frontend)
+        except ValueError as e:
+            print(f"note: no frontend data written: {e}", file=sys.stderr)
+    outside = getattr(model, "normalize", None)
     metadata = {
-        "frame_shift": _frame_shift(getattr(model, "frontend", None)),
+        "frame_shift": _frame_shift(frontend),
         "token_list": list(model.token_list) if ctc is not None else None,
+        # A normalization the graph does not do (utterance_mvn): a stream
+        # cannot, and the runtime says so.
+        "normalize_outside": (
+            type(outside).__name__
+            if outside is not None and normalize is None
+            else None
+        ),
     }
     spec = export_streaming_onnx(
         model.encoder,
@@ -518,12 +556,15 @@ def _export_streaming(
         args.num_left_chunks,
         args.opset,
         metadata,
+        features,
     )
     diff = check_streaming_onnx(args.out, model.encoder, ctc, normalize)
     what = (
         f" (chunk step: {spec['chunk_size']} frames, {spec['num_left_chunks']} "
         f"left chunks) and {sidecar_path(args.out)}"
     )
+    if spec["frontend"] is not None:
+        what += f" (+ {spec['frontend']['arrays']})"
     return spec["duplicates_removed"], diff, what
 
 

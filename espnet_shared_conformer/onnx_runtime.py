@@ -21,8 +21,15 @@ how many of its frames are real). The outputs equal PyTorch's
 The JSON sidecar (:func:`sidecar_path`) says what the runtime needs to know
 about the graph: chunk size, the subsampling's window and stride, the cache
 tensors and their shapes, and, where the exporter knew them, the frame shift
-and the token list. This module imports numpy and onnxruntime only, and the
-package's ``__init__`` imports nothing heavy, so that start-up stays short.
+and the token list. For a model with ESPnet's default frontend, its
+``frontend`` entry and the ``.npz`` file beside the graph
+(:func:`frontend_path`: the window and the ``LogMel``'s mel matrix) are
+what :func:`read_frontend` turns into a
+:class:`~espnet_shared_conformer.features.LogMelFrontend`, the features
+computed with numpy; a global MVN is the graph's (``normalize``). The
+sidecar is JSON (small, readable); the arrays are not, so they go into the
+``.npz``. This module imports numpy and onnxruntime only, and the package's
+``__init__`` imports nothing heavy, so that start-up stays short.
 """
 
 import json
@@ -33,6 +40,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import onnxruntime as ort
 
+from espnet_shared_conformer.features import LogMelFrontend
+
 __all__ = [
     "FEATS",
     "OFFSET",
@@ -41,6 +50,8 @@ __all__ = [
     "VALID",
     "OnnxStreamingEncoder",
     "OnnxStreamingState",
+    "frontend_path",
+    "read_frontend",
     "read_sidecar",
     "sidecar_path",
 ]
@@ -55,6 +66,66 @@ SIDECAR_VERSION = 1
 def sidecar_path(path: str) -> str:
     """The sidecar of the graph ``path``: ``model.onnx`` -> ``model.json``."""
     return os.path.splitext(path)[0] + ".json"
+
+
+def frontend_path(path: str) -> str:
+    """The frontend's arrays of the graph ``path``: ``model.onnx`` ->
+    ``model.frontend.npz``."""
+    return os.path.splitext(path)[0] + ".frontend.npz"
+
+
+def read_frontend(
+    path: str, spec: Optional[Mapping[str, Any]] = None
+) -> LogMelFrontend:
+    """The features the graph ``path`` reads, as numpy computes them: its
+    sidecar's ``frontend`` entry and :func:`frontend_path`'s arrays.
+
+    ``spec``: the sidecar, if read already. ``ValueError`` naming the file
+    for a graph exported without them (before they were written: export it
+    again), for one whose model has no default frontend, and for data that
+    do not fit together.
+    """
+    sidecar = sidecar_path(path)
+    spec = read_sidecar(path) if spec is None else spec
+    if "frontend" not in spec:
+        raise ValueError(
+            f"{sidecar}: no frontend data (the graph was exported before "
+            "onnx_export wrote them); export it again with "
+            "python -m espnet_shared_conformer.onnx_export --streaming"
+        )
+    description = spec["frontend"]
+    if description is None:
+        raise ValueError(
+            f"{sidecar}: frontend null: the graph's model has no ESPnet default "
+            "frontend (it reads features computed elsewhere, e.g. Kaldi fbank), "
+            "and only that frontend's log-mel is computed without torch"
+        )
+    if spec.get("normalize_outside"):
+        raise ValueError(
+            f"{sidecar}: normalize_outside ({spec['normalize_outside']}): the "
+            "model normalizes with statistics of the whole utterance, which a "
+            "stream cannot (train with global_mvn)"
+        )
+    arrays = os.path.join(os.path.dirname(path), description.get("arrays", ""))
+    try:
+        with np.load(arrays) as saved:
+            loaded = {name: saved[name] for name in saved.files}
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"{arrays}: cannot read the frontend's arrays ({e}); export the "
+            "graph again with python -m espnet_shared_conformer.onnx_export "
+            "--streaming"
+        ) from None
+    try:
+        frontend = LogMelFrontend.from_saved(description, loaded)
+    except ValueError as e:
+        raise ValueError(f"{sidecar} and {arrays}: {e}") from None
+    if frontend.dim != spec["input_size"]:
+        raise ValueError(
+            f"{sidecar}: the frontend's {frontend.dim} mel bins are not the "
+            f"graph's input_size ({spec['input_size']})"
+        )
+    return frontend
 
 
 def read_sidecar(path: str) -> Dict[str, Any]:
@@ -118,7 +189,8 @@ class OnnxStreamingEncoder:
         self.input_size: int = self.spec["input_size"]
         self.output_size: int = self.spec["output_size"]
         self._window: int = self.spec["subsampling"]["window"]
-        self._stride: int = self.spec["subsampling"]["stride"]
+        #: Input frames per output frame (the subsampling's step).
+        self.stride: int = self.spec["subsampling"]["stride"]
         self._input_frames: int = self.spec["input_frames"]
         self._caches: List[Mapping[str, Any]] = self.spec["caches"]
         self._outputs = [self.spec["output"]] + [c["output"] for c in self._caches]
@@ -166,7 +238,7 @@ class OnnxStreamingEncoder:
                 f"frames, input_size {self.input_size})"
             )
         frames = np.concatenate((state.frames, feats.astype(np.float32)), axis=1)
-        window, stride, chunk = self._window, self._stride, self.chunk_size
+        window, stride, chunk = self._window, self.stride, self.chunk_size
         total = frames.shape[1]
         # Output frame t reads input frames stride*t ... stride*t + window - 1.
         ready = (total - window) // stride + 1 if total >= window else 0

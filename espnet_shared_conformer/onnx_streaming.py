@@ -55,11 +55,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from espnet_shared_conformer.features import LogMelFrontend
 from espnet_shared_conformer.onnx_export import (
     InGraphPositions,
-    compact_names,
-    deduplicate_initializers,
+    finish_graph,
     graph_normalization,
+    write_atomically,
 )
 from espnet_shared_conformer.onnx_runtime import (
     FEATS,
@@ -68,6 +69,7 @@ from espnet_shared_conformer.onnx_runtime import (
     SIDECAR_VERSION,
     VALID,
     OnnxStreamingEncoder,
+    frontend_path,
     sidecar_path,
 )
 from espnet_shared_conformer.streaming import (
@@ -278,13 +280,20 @@ def export_streaming_onnx(
     num_left_chunks: Optional[int] = None,
     opset: int = 17,
     metadata: Optional[Mapping[str, Any]] = None,
+    frontend: Optional[LogMelFrontend] = None,
 ) -> Dict[str, Any]:
     """Export one chunk step (:class:`ChunkStep`) to ``path`` and its sidecar
     beside it (``onnx_runtime.sidecar_path``).
 
     ``metadata`` adds entries to the sidecar (the exporting command adds
-    ``frame_shift`` and ``token_list``). Traced on a batch of 2; the batch
-    axis is dynamic. Returns the sidecar, with ``duplicates_removed``.
+    ``frame_shift`` and ``token_list``). ``frontend``: the model's default
+    frontend as numbers (``LogMelFrontend.of_module``), for a recognizer
+    without torch: its scalars go into the sidecar's ``frontend`` entry, its
+    window and mel matrix into ``onnx_runtime.frontend_path`` (``.npz``);
+    None writes ``"frontend": null`` (the graph's features come from
+    elsewhere). Traced on a batch of 2; the batch axis is dynamic. Every
+    file is written to a temporary name and renamed, the sidecar last.
+    Returns the sidecar, with ``duplicates_removed``.
     """
     import onnx
 
@@ -311,19 +320,26 @@ def export_streaming_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load_from_string(buffer.getvalue())
-    removed = deduplicate_initializers(model)
-    compact_names(model)
-    onnx.checker.check_model(model)
+    model, removed = finish_graph(buffer.getvalue())
     spec.update(metadata or {})
+    spec["frontend"] = None
+    write_atomically(path, lambda tmp: onnx.save(model, tmp))
+    if frontend is not None:
+        arrays = frontend_path(path)
+        write_atomically(arrays, lambda tmp: _write_npz(frontend.arrays(), tmp))
+        spec["frontend"] = {
+            **frontend.description(),
+            "arrays": os.path.basename(arrays),
+        }
     spec["duplicates_removed"] = removed
-    for target, write in (
-        (path, lambda tmp: onnx.save(model, tmp)),
-        (sidecar_path(path), lambda tmp: _write_json(spec, tmp)),
-    ):
-        write(f"{target}.tmp")
-        os.replace(f"{target}.tmp", target)
+    write_atomically(sidecar_path(path), lambda tmp: _write_json(spec, tmp))
     return spec
+
+
+def _write_npz(arrays: Mapping[str, np.ndarray], path: str) -> None:
+    # A file object: np.savez would add ".npz" to the temporary name.
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _write_json(data: Mapping[str, Any], path: str) -> None:

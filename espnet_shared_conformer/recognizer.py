@@ -24,8 +24,16 @@ model with the same chunk mask (the encoder's ``forward`` with
 **The encoder** is anything with the :class:`ChunkEncoder` interface: log
 posteriors chunk by chunk from feature frames, with an opaque state.
 :class:`TorchChunkEncoder` is the PyTorch one
-(``SharedConformerEncoder.forward_chunk`` + the CTC head); a runtime without
-torch (ONNX) plugs in with the same four members.
+(``SharedConformerEncoder.forward_chunk`` + the CTC head);
+``onnx_runtime.OnnxStreamingEncoder`` runs the chunk step that
+``onnx_export --streaming`` writes. :meth:`StreamingRecognizer.from_onnx`
+builds a recognizer on it that imports neither torch nor ESPnet (an
+always-on device carries neither): numpy features from the frontend data
+the export writes beside the graph, the ONNX encoder, the greedy or prefix
+beam search; it recognizes what the PyTorch recognizer of the same model
+and chunks does (tested)::
+
+    recognizer = StreamingRecognizer.from_onnx("model.onnx", search="greedy")
 
 **Endpointing** (:class:`Endpointing`) cuts the stream after a chunk when
 
@@ -339,6 +347,59 @@ class StreamingRecognizer:
             features,
             encoder,
             make_search(search, model.token_list, frame_shift, beam_size, lexicon),
+            endpointing,
+        )
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str,
+        search: str = "prefix_beam",
+        beam_size: int = 10,
+        endpointing: Endpointing = Endpointing(),
+        threads: int = 1,
+        lexicon_decoder: Any = None,
+    ) -> "StreamingRecognizer":
+        """A recognizer of the chunk step ``path`` that ``onnx_export
+        --streaming`` wrote, on ONNX Runtime, without torch or ESPnet.
+
+        The sidecar beside the graph gives the token list and the chunks
+        (fixed in the graph); the frontend data beside it the features
+        (``onnx_runtime.read_frontend``: ``ValueError`` naming the file for
+        a graph exported without them). ``search``: ``greedy`` or
+        ``prefix_beam`` (``beam_size`` prefixes); ``lexicon`` needs a
+        ``CTCLexiconDecoder`` in ``lexicon_decoder``, which runs on
+        torchaudio. ``threads``: ONNX Runtime's intra-op threads.
+        """
+        from espnet_shared_conformer.features import StreamingFeatures
+        from espnet_shared_conformer.onnx_runtime import (
+            OnnxStreamingEncoder,
+            read_frontend,
+            read_sidecar,
+            sidecar_path,
+        )
+
+        spec = read_sidecar(path)
+        if spec["output"] != "log_probs":
+            raise ValueError(
+                f"{path}: the graph outputs the encoder's frames ({spec['output']}: "
+                "exported with --no_ctc); recognition needs its CTC head"
+            )
+        if not spec.get("token_list"):
+            raise ValueError(
+                f"{sidecar_path(path)}: no token_list; export the model with "
+                "python -m espnet_shared_conformer.onnx_export --streaming"
+            )
+        frontend = read_frontend(path, spec)
+        encoder = OnnxStreamingEncoder(path, threads)
+        features = StreamingFeatures(frontend)
+        frame_shift = features.hop_length * encoder.stride / frontend.fs
+        return cls(
+            features,
+            encoder,
+            make_search(
+                search, spec["token_list"], frame_shift, beam_size, lexicon_decoder
+            ),
             endpointing,
         )
 

@@ -52,7 +52,14 @@ standard input, for a microphone::
         --model packed.zip --streaming -
     sox -d -t raw -r 16000 -e signed -b 16 -c 1 - | python -m ... --streaming -
 
-(``--rate``, ``--format`` and ``--channels`` describe other PCM). Each
+(``--rate``, ``--format`` and ``--channels`` describe other PCM).
+
+``--onnx model.onnx --streaming`` (instead of ``--model``) recognizes on ONNX
+Runtime the chunk step that ``python -m espnet_shared_conformer.onnx_export
+--streaming`` wrote, with its sidecar and frontend data beside it
+(``StreamingRecognizer.from_onnx``): neither torch nor ESPnet is imported,
+as on an always-on device. Its chunks are the graph's; its searches are
+``prefix_beam`` (the default, ``--beam_size``, default 10) and ``greedy``. Each
 utterance gives one line, ``<file or ->\t<start>\t<end>\t<transcript>``,
 times in seconds from the start of the file or stream (``--word_times``
 adds a field of ``word:start-end`` items); a file in which nothing was
@@ -115,11 +122,18 @@ _PAD_SECONDS = 0.2
 
 def get_parser() -> argparse.ArgumentParser:
     parser = command_parser("bin.transcribe", __doc__.split("\n\n")[0])
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--model",
         type=Path,
-        required=True,
         help="packed model zip (stage 14) or experiment directory (stage 12)",
+    )
+    source.add_argument(
+        "--onnx",
+        type=Path,
+        help="a streaming chunk step written by onnx_export --streaming (its .json "
+        "and .frontend.npz beside it): recognize on ONNX Runtime, without torch; "
+        "needs --streaming",
     )
     parser.add_argument(
         "audio",
@@ -382,10 +396,33 @@ _STREAMING_ONLY = (
     "word_times",
 )
 _CLEAR_LINE = "\r\x1b[K"  # carriage return, erase to the end of the line
+#: Options of a model that ``--onnx`` has not (its chunks are the graph's).
+_MODEL_ONLY = (
+    "decoding",
+    "ctc_weight",
+    "no_lexicon",
+    "device",
+    "unpack_dir",
+    "chunk_size",
+    "num_left_chunks",
+)
+#: The searches that run without torch.
+_ONNX_SEARCHES = ("greedy", "prefix_beam")
 
 
 def _usage_error(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    """What is wrong with the streaming options, or "" (exit status 2)."""
+    """What is wrong with the options, or "" (exit status 2)."""
+    if args.onnx is not None:
+        if not args.streaming:
+            return "--onnx needs --streaming: the graph is a streaming chunk step"
+        given = [n for n in _MODEL_ONLY if getattr(args, n) != parser.get_default(n)]
+        if given:
+            return f"--{given[0]} applies to --model only, not to --onnx"
+        if args.search not in (None, *_ONNX_SEARCHES):
+            return (
+                f"--search {args.search} needs --model (it runs on torch); --onnx "
+                f"searches with {' or '.join(_ONNX_SEARCHES)}"
+            )
     if not args.streaming:
         given = [
             n for n in _STREAMING_ONLY if getattr(args, n) != parser.get_default(n)
@@ -490,12 +527,12 @@ def stream_file(
     return samples / fs
 
 
-def _stream_all(args: argparse.Namespace, transcriber: Any) -> int:
-    """``--streaming``: every source through one recognizer; the exit status."""
+def _model_recognizer(args: argparse.Namespace, transcriber: Any) -> Any:
+    """``--model --streaming``'s recognizer, or None after saying why not."""
     from espnet_shared_conformer.recognizer import StreamingRecognizer
 
     try:
-        recognizer = StreamingRecognizer.from_model(
+        return StreamingRecognizer.from_model(
             transcriber,
             search=args.search,
             chunk_size=args.chunk_size,
@@ -504,12 +541,36 @@ def _stream_all(args: argparse.Namespace, transcriber: Any) -> int:
         )
     except ValueError as e:
         print(f"transcribe: ERROR: {args.model}: {e}", file=sys.stderr)
+        return None
+
+
+def _onnx_recognizer(args: argparse.Namespace) -> Any:
+    """``--onnx``'s recognizer (no torch), or None after saying why not."""
+    from espnet_shared_conformer.recognizer import StreamingRecognizer
+
+    try:
+        return StreamingRecognizer.from_onnx(
+            str(args.onnx),
+            search=args.search or "prefix_beam",
+            beam_size=10 if args.beam_size is None else args.beam_size,
+            endpointing=Endpointing(args.endpoint_silence, args.max_utterance),
+        )
+    except (ValueError, OSError, RuntimeError) as e:
+        # RuntimeError: ONNX Runtime's own errors (a file that is no graph).
+        print(f"transcribe: ERROR: cannot load {args.onnx}: {e}", file=sys.stderr)
+        return None
+
+
+def _stream_all(args: argparse.Namespace, recognizer: Any) -> int:
+    """``--streaming``: every source through one recognizer; the exit status."""
+    if recognizer is None:
         return 1
+    fs = recognizer.features.fs
     failed = 0
     for path in args.audio:
         start = time.monotonic()
         try:
-            seconds = stream_file(recognizer, path, transcriber.fs, args, sys.stdout)
+            seconds = stream_file(recognizer, path, fs, args, sys.stdout)
         except KeyboardInterrupt:
             return 130
         except AudioError as e:
@@ -538,9 +599,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if usage:
         print(f"transcribe: ERROR: {usage}", file=sys.stderr)
         return 2
-    if not args.model.exists():
+    model = args.model if args.onnx is None else args.onnx
+    if not model.exists():
         print(
-            f"transcribe: ERROR: no such model file or directory: {args.model}",
+            f"transcribe: ERROR: no such model file or directory: {model}",
             file=sys.stderr,
         )
         return 1
@@ -560,6 +622,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         # warns of torch's deprecated autocast on the first utterance): a
         # user's terminal gets them with --verbose only.
         warnings.filterwarnings("ignore", module=_THIRD_PARTY_WARNINGS)
+    if args.onnx is not None:
+        return _stream_all(args, _onnx_recognizer(args))
     expected = (ValueError, FileNotFoundError)
     try:
         # Stdout carries the transcripts only; some ESPnet releases print
@@ -575,7 +639,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"transcribe: ERROR: cannot load {args.model}: {e}", file=sys.stderr)
         return 1
     if args.streaming:
-        return _stream_all(args, decoder.transcriber)
+        return _stream_all(args, _model_recognizer(args, decoder.transcriber))
     failed = 0
     for path in args.audio:
         start = time.monotonic()

@@ -356,3 +356,36 @@ def test_lexicon_search_of_no_frames_is_the_offline_nothing(lexicon_decoder):
     search.begin()
     search.step(log_probs)
     assert search.end().text == "TACO" == " ".join(decoder(log_probs)[0][0])
+
+
+def test_greedy_and_prefix_beam_search_numpy_without_torch():
+    """What a device without torch runs: numpy log posteriors in, the same
+    hypotheses as from torch ones, and no torch imported."""
+    import json
+    import subprocess
+    import sys
+
+    log_probs = posteriors(60, seed=11)
+    script = f"""
+import json, sys
+import numpy as np
+from espnet_shared_conformer import ctc_search
+rows = np.array({log_probs.tolist()!r}, dtype=np.float32)
+tokens = {TOKENS!r}
+greedy = ctc_search.GreedySearch(tokens, {SHIFT})
+greedy.begin()
+for chunk in np.array_split(rows, 7):
+    greedy.step(chunk)
+beam = ctc_search.prefix_beam_search(rows, tokens, {SHIFT}, beam_size=4)
+heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "torchaudio")]
+print(json.dumps([greedy.end().token_ids, beam.token_ids, heavy]))
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    greedy_ids, beam_ids, heavy = json.loads(run.stdout)
+    assert heavy == []
+    assert tuple(greedy_ids) == greedy_search(log_probs, TOKENS, SHIFT).token_ids
+    expected = prefix_beam_search(log_probs, TOKENS, SHIFT, beam_size=4).token_ids
+    assert tuple(beam_ids) == expected and len(expected) > 3

@@ -19,6 +19,8 @@ pytest.importorskip("onnxruntime")
 from espnet_shared_conformer.onnx_export import main  # noqa: E402
 from espnet_shared_conformer.onnx_runtime import (  # noqa: E402
     OnnxStreamingEncoder,
+    frontend_path,
+    read_frontend,
     sidecar_path,
 )
 from espnet_shared_conformer.onnx_streaming import (  # noqa: E402
@@ -363,6 +365,42 @@ def test_runtime_refuses_misuse(exported, tmp_path):
             OnnxStreamingEncoder(str(copy))
 
 
+def test_a_graph_without_frontend_data_is_refused_by_name(exported, tmp_path):
+    """Exported before the frontend's data were written, without a frontend,
+    or with its arrays gone: ValueError naming the file and the fix."""
+    graph = tmp_path / "old.onnx"
+    graph.write_bytes(Path(exported[0]).read_bytes())
+    spec = json.loads(Path(sidecar_path(exported[0])).read_text())
+    sidecar = Path(sidecar_path(str(graph)))
+    assert spec["frontend"] is None  # an encoder alone: no frontend
+    sidecar.write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=r"old.json: frontend null: the graph's model"):
+        read_frontend(str(graph))
+    old = {k: v for k, v in spec.items() if k != "frontend"}
+    sidecar.write_text(json.dumps(old))
+    OnnxStreamingEncoder(str(graph))  # the encoder still reads it
+    with pytest.raises(
+        ValueError, match=r"old.json: no frontend data .* export it again with"
+    ):
+        read_frontend(str(graph))
+    frontend = dict(kind="default", fs=16000, n_fft=256, win_length=256)
+    frontend.update(hop_length=128, center=True, n_mels=20, arrays="old.frontend.npz")
+    sidecar.write_text(json.dumps({**spec, "frontend": frontend}))
+    with pytest.raises(ValueError, match=r"old.frontend.npz: cannot read the front"):
+        read_frontend(str(graph))
+    np.savez(tmp_path / "old.frontend.npz", window=np.ones(256), mel=np.ones((129, 7)))
+    with pytest.raises(ValueError, match=r"mel matrix \(129, 7\): n_mels is 20"):
+        read_frontend(str(graph))
+    sidecar.write_text(json.dumps({**spec, "frontend": {**frontend, "n_mels": 7}}))
+    with pytest.raises(ValueError, match=r"7 mel bins are not the graph's input_size"):
+        read_frontend(str(graph))
+    sidecar.write_text(
+        json.dumps({**spec, "frontend": frontend, "normalize_outside": "UtteranceMVN"})
+    )
+    with pytest.raises(ValueError, match=r"normalize_outside \(UtteranceMVN\)"):
+        read_frontend(str(graph))
+
+
 # -- the command -----------------------------------------------------------------
 
 
@@ -425,6 +463,24 @@ def test_command_exports_a_streaming_espnet_model(tmp_path, capsys):
     assert spec["normalize"] == "global_mvn"
     assert spec["frame_shift"] == 128 / 16000
     assert runtime.token_list == ["<blank>", "<unk>", "A", "B", "<sos/eos>"]
+    # The frontend as numbers: the sidecar's scalars, the arrays beside it.
+    assert spec["frontend"] == dict(
+        kind="default", fs=16000, n_fft=256, win_length=256, hop_length=128,
+        window="hann", center=True, normalized=False, n_mels=20, log_base=None,
+        floor=1e-10, arrays="step.frontend.npz",
+    )  # fmt: skip
+    assert spec["normalize_outside"] is None
+    assert frontend_path(out) == str(tmp_path / "step.frontend.npz")
+    with np.load(frontend_path(out)) as arrays:
+        np.testing.assert_array_equal(arrays["mel"], model.frontend.logmel.melmat)
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, 3000).astype(np.float32)
+    with torch.no_grad():
+        speech = torch.from_numpy(samples)[None]
+        offline = model.frontend(speech, torch.tensor([3000]))[0][0].numpy()
+    padded = np.pad(samples, 128, mode="reflect")
+    np.testing.assert_allclose(
+        read_frontend(out).frames(padded), offline, atol=1e-4, rtol=0
+    )
     # The graph normalizes: raw features in, the model's own CTC
     # log-posteriors out, as its forward_chunk computes them.
     feats = torch.randn(1, 90, 20) * 3 + 1
@@ -475,7 +531,10 @@ def test_startup_benchmark_reports_its_figures(tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "process start to first chunk (4 frames), 2 runs: median" in run.stdout
+    assert (
+        "process start to first chunk recognized (4 frames), 2 runs: median"
+        in run.stdout
+    )
     assert "torch or ESPnet loaded: no" in run.stdout
     report = json.loads(figures.read_text())
     assert len(report["seconds"]) == 2 and min(report["seconds"]) > 0

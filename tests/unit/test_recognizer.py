@@ -13,6 +13,8 @@ import contextlib
 import copy
 import dataclasses
 import io
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -648,7 +650,6 @@ def test_ctrl_c_prints_the_utterance_under_way(trained, tmp_path):
     ],
 )
 def test_the_commands_streaming_usage_errors(tmp_path, args, message):
-    import re
 
     result = _transcribe("--model", tmp_path, *args)
     assert result.returncode == 2
@@ -667,6 +668,160 @@ def test_the_command_refuses_a_model_that_cannot_stream(trained):
     assert result.returncode == 1
     assert result.stderr.decode().startswith("transcribe: ERROR: ")
     assert "the model cannot stream: chunk_size (0) must be" in result.stderr.decode()
+    assert result.stdout == b""
+
+
+# -- on ONNX Runtime, without torch -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_graph(trained) -> Path:
+    """The streaming tiny model's chunk step, exported by the command, with
+    its sidecar and frontend data beside it."""
+    pytest.importorskip("onnxruntime")
+    from espnet_shared_conformer.onnx_export import main as export
+
+    out = trained["root"] / "onnx" / "model.onnx"
+    out.parent.mkdir()
+    exp = trained["exp"]
+    status = export(
+        ["--config", str(exp / "config.yaml"), "--model"]
+        + [str(exp / "valid.loss.ave.pth"), "--out", str(out), "--streaming"]
+    )
+    assert status == 0
+    return out
+
+
+def _outcome(utterances: Sequence[Utterance]) -> List[Tuple[Any, ...]]:
+    return [(u.text, u.token_ids, u.start, u.end, u.final) for u in utterances]
+
+
+@pytest.mark.parametrize("kind", ["greedy", "prefix_beam"])
+def test_the_onnx_recognizer_recognizes_what_the_torch_one_does(
+    transcriber, onnx_graph, kind
+):
+    """A stream of three utterances, endpointing on, odd blocks: the same
+    cuts, texts, token ids and word times (the model's chunks: the graph's)."""
+    samples = repeated(3)
+    by_torch = StreamingRecognizer.from_model(transcriber, search=kind, beam_size=4)
+    by_onnx = StreamingRecognizer.from_onnx(str(onnx_graph), search=kind, beam_size=4)
+    sizes = np.random.default_rng(7).integers(1, 3000, size=40).tolist()
+    torch_finals, torch_last = run(by_torch, samples, sizes)
+    onnx_finals, onnx_last = run(by_onnx, samples, sizes)
+
+    assert by_onnx.frame_shift == by_torch.frame_shift == 0.032
+    assert by_onnx.encoder.chunk_size == by_torch.encoder.chunk_size == 4
+    assert len(torch_finals) == 2  # cut at two pauses; finish() ends the third
+    assert _outcome(onnx_finals + [onnx_last]) == _outcome(torch_finals + [torch_last])
+    assert [u.text for u in onnx_finals + [onnx_last]] == [TEXT] * 3
+    for got, expected in zip(
+        onnx_finals + [onnx_last], torch_finals + [torch_last], strict=True
+    ):
+        assert got.words == pytest.approx(expected.words)
+        assert got.score == pytest.approx(expected.score, abs=1e-3)
+
+
+def test_onnx_recognizer_refuses_what_it_cannot_run(onnx_graph, tmp_path):
+    with pytest.raises(
+        ValueError, match=r"search \('lexicon'\)|search 'lexicon' needs"
+    ):
+        StreamingRecognizer.from_onnx(str(onnx_graph), search="lexicon")
+    # Exported before the frontend data were written.
+    old = tmp_path / "old.onnx"
+    shutil.copy(onnx_graph, old)
+    spec = json.loads(onnx_graph.with_suffix(".json").read_text())
+    del spec["frontend"]
+    old.with_suffix(".json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=r"old.json: no frontend data .* export it"):
+        StreamingRecognizer.from_onnx(str(old))
+
+
+#: Modules a device without torch must not have loaded.
+HEAVY = ("torch", "torchaudio", "espnet", "espnet2")
+
+
+def test_the_onnx_recognizer_and_command_import_neither_torch_nor_espnet(
+    trained, transcriber, onnx_graph, tmp_path
+):
+    """What an always-on device runs, in a fresh process: the recognizer on
+    a stream, then ``transcribe --onnx ... --streaming`` on a wav file; the
+    command prints what the PyTorch recognizer gives."""
+    import textwrap
+
+    import soundfile
+
+    wav = tmp_path / "three.wav"
+    soundfile.write(wav, repeated(3), FS, subtype="FLOAT")
+    script = textwrap.dedent(
+        f"""
+        import contextlib, io, json, sys
+        import soundfile
+        from espnet_shared_conformer.recognizer import StreamingRecognizer
+        from espnet_shared_conformer.bin import transcribe
+
+        recognizer = StreamingRecognizer.from_onnx({str(onnx_graph)!r}, "greedy")
+        samples, _ = soundfile.read({str(wav)!r}, dtype="float32")
+        texts = [u.text for u in recognizer.feed(samples).finals]
+        texts.append(recognizer.finish().text)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = transcribe.main(
+                ["--onnx", {str(onnx_graph)!r}, "--streaming", {str(wav)!r}]
+            )
+        heavy = {HEAVY!r}
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+        print(json.dumps(dict(texts=texts, status=status, lines=out.getvalue(),
+                              loaded=loaded)))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == []
+    assert report["texts"] == [TEXT, TEXT, TEXT]
+    assert report["status"] == 0
+    expected = _lines(
+        StreamingRecognizer.from_model(transcriber), str(wav), repeated(3)
+    )
+    assert report["lines"].splitlines() == expected and len(expected) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--onnx", "m.onnx", "--model", "z.zip", "-"], "not allowed with argument"),
+        (["a.wav"], "one of the arguments --model --onnx is required"),
+        (["--onnx", "m.onnx", "a.wav"], r"--onnx needs --streaming"),
+        (
+            ["--onnx", "m.onnx", "--streaming", "--chunk_size", "8", "a.wav"],
+            r"--chunk_size applies to --model only",
+        ),
+        (
+            ["--onnx", "m.onnx", "--streaming", "--search", "lexicon", "a.wav"],
+            r"--search lexicon needs --model .* greedy or prefix_beam",
+        ),
+    ],
+)
+def test_the_commands_onnx_usage_errors(args, message):
+    result = _transcribe(*args)
+    assert result.returncode == 2
+    assert re.search(message, result.stderr.decode()), result.stderr.decode()
+
+
+def test_the_command_says_why_a_graph_cannot_load(trained, onnx_graph, tmp_path):
+    old = tmp_path / "old.onnx"
+    shutil.copy(onnx_graph, old)
+    spec = json.loads(onnx_graph.with_suffix(".json").read_text())
+    old.with_suffix(".json").write_text(json.dumps({**spec, "frontend": None}))
+    result = _transcribe("--onnx", old, "--streaming", trained["root"] / "utt1.wav")
+    assert result.returncode == 1
+    assert re.match(
+        r"transcribe: ERROR: cannot load .*old.onnx: .*old.json: frontend null",
+        result.stderr.decode(),
+    )
     assert result.stdout == b""
 
 

@@ -3,7 +3,9 @@
 The offline reference is the model's own path (ESPnet's default frontend,
 then its global MVN; or Kaldi fbank, then the MVN), on the whole utterance.
 Every frame is compared, the first and the last included: the streaming
-STFT pads both ends as the offline one does (see the module).
+STFT pads both ends as the offline one does (see the module). The numpy
+log-mel (``LogMelFrontend``, what a device without torch runs) is held to
+the torch one the same way.
 """
 
 from types import SimpleNamespace
@@ -16,7 +18,7 @@ from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.layers.utterance_mvn import UtteranceMVN
 
 from espnet_shared_conformer.audio_io import kaldi_fbank
-from espnet_shared_conformer.features import StreamingFeatures
+from espnet_shared_conformer.features import LogMelFrontend, StreamingFeatures
 
 FS = 16000
 #: Block sizes: one sample, 10 ms, 1000 samples, random sizes.
@@ -66,7 +68,7 @@ def streamed(features: StreamingFeatures, samples, sizes, seed=0) -> torch.Tenso
     features.begin()
     frames = [features.step(block) for block in blocks(samples, sizes, seed)]
     frames.append(features.end())
-    return torch.cat(frames)
+    return torch.from_numpy(np.concatenate(frames))
 
 
 def offline(model, samples: np.ndarray) -> torch.Tensor:
@@ -172,3 +174,106 @@ def test_what_cannot_stream_is_refused(tmp_path):
     features.step(np.zeros(100, np.float32))
     with pytest.raises(ValueError, match="100 samples: the model's STFT pads 128"):
         features.end()
+
+
+# -- the numpy log-mel ---------------------------------------------------------
+
+#: The two frontends above, and one with a hamming window shorter than n_fft,
+#: a normalized STFT and no centring.
+NUMPY_FRONTENDS = {
+    **FRONTENDS,
+    "hamming 300 in 512, normalized, not centred": dict(
+        n_fft=512, win_length=300, hop_length=100, n_mels=30, window="hamming",
+        normalized=True, center=False,
+    ),
+}  # fmt: skip
+#: Odd block sizes: one sample, 7, 333, random.
+ODD_BLOCKS = {"1": [1], "7": [7], "333": [333], "random": "random"}
+
+
+@pytest.mark.parametrize("sizes", ODD_BLOCKS.values(), ids=ODD_BLOCKS)
+@pytest.mark.parametrize("conf", NUMPY_FRONTENDS.values(), ids=NUMPY_FRONTENDS)
+def test_numpy_log_mel_frames_are_the_torch_frames(conf, sizes):
+    """Every frame, the first and the last included, to 1e-4."""
+    frontend = DefaultFrontend(fs=FS, **conf).eval()
+    by_torch = StreamingFeatures(SimpleNamespace(frontend=frontend, normalize=None))
+    by_numpy = StreamingFeatures(LogMelFrontend.of_module(frontend))
+    samples = audio(0.3 if sizes == [1] else 1.234, seed=2)[: 4800 + 37]
+    expected = offline_without_mvn(SimpleNamespace(frontend=frontend), samples)
+    torch_frames = streamed(by_torch, samples, sizes)
+    got = streamed(by_numpy, samples, sizes)
+
+    assert (by_numpy.dim, by_numpy.hop_length) == (by_torch.dim, by_torch.hop_length)
+    assert got.shape == torch_frames.shape == expected.shape
+    torch.testing.assert_close(got, torch_frames, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def test_numpy_log_mel_of_the_tiny_models_tones_and_silence():
+    """The tiny streaming model's utterance: pure tones and digital silence.
+    Every frame to 1e-4 in the bands within 12 nats (52 dB) of the frame's
+    strongest; far below it (mel energies under 1e-7 of the peak) torch's
+    float32 FFT has its own rounding noise, which the float64 numpy one has
+    not, and the two differ by up to 2e-3 there."""
+    from tiny_asr import streaming_utterance
+
+    frontend = DefaultFrontend(fs=FS, **FRONTENDS["n_fft 256, hop 128"]).eval()
+    samples = streaming_utterance()
+    expected = offline_without_mvn(SimpleNamespace(frontend=frontend), samples)
+    got = streamed(
+        StreamingFeatures(LogMelFrontend.of_module(frontend)), samples, [999]
+    )
+
+    assert got.shape == expected.shape
+    strong = expected >= expected.max(dim=1, keepdim=True).values - 12
+    assert strong.float().mean() > 0.3  # most of the tones' bands
+    torch.testing.assert_close(got[strong], expected[strong], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got, expected, atol=1e-2, rtol=0)
+    silent = expected == expected.min()
+    assert silent.any() and (got[silent] == np.log(1e-10).astype(np.float32)).all()
+
+
+def test_log_mel_frontend_round_trips_and_refuses_bad_data():
+    frontend = DefaultFrontend(fs=FS, **FRONTENDS["n_fft 512, win 400, hop 160"])
+    numbers = LogMelFrontend.of_module(frontend)
+    description, arrays = numbers.description(), numbers.arrays()
+    assert description == dict(
+        kind="default", fs=FS, n_fft=512, win_length=400, hop_length=160,
+        window="hann", center=True, normalized=False, n_mels=40, log_base=None,
+        floor=1e-10,
+    )  # fmt: skip
+    # The module's own matrix; the window centred in n_fft, zeros around it.
+    np.testing.assert_array_equal(arrays["mel"], frontend.logmel.melmat.numpy())
+    assert (arrays["window"][:56] == 0).all() and (arrays["window"][456:] == 0).all()
+    np.testing.assert_array_equal(
+        arrays["window"][56:456], torch.hann_window(400).numpy()
+    )
+    again = LogMelFrontend.from_saved(description, arrays)
+    samples = audio(0.2)
+    np.testing.assert_array_equal(again.frames(samples), numbers.frames(samples))
+
+    with pytest.raises(ValueError, match="frontend data without mel"):
+        LogMelFrontend.from_saved(description, {"window": arrays["window"]})
+    with pytest.raises(ValueError, match=r"mel matrix \(257, 39\): n_mels is 40"):
+        LogMelFrontend.from_saved(description, {**arrays, "mel": arrays["mel"][:, 1:]})
+    with pytest.raises(ValueError, match=r"mel matrix \(256, 40\) must be"):
+        LogMelFrontend.from_saved(description, {**arrays, "mel": arrays["mel"][1:]})
+    with pytest.raises(ValueError, match=r"window \(400,\) must be \(n_fft,\)"):
+        LogMelFrontend.from_saved(description, {**arrays, "window": np.ones(400)})
+    with pytest.raises(ValueError, match=r"frontend kind \('s3prl'\) is not"):
+        LogMelFrontend.from_saved({**description, "kind": "s3prl"}, arrays)
+    with pytest.raises(ValueError, match="frontend Identity: streaming features"):
+        LogMelFrontend.of_module(torch.nn.Identity())
+
+
+def test_importing_the_features_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, espnet_shared_conformer.features; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('torch', 'espnet2')])"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
