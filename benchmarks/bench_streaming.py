@@ -4,7 +4,9 @@ Decodes the recipe's test sets as streams, each utterance fed in blocks of
 one chunk's audio as a microphone would deliver them, at full context and at
 each chunk size of ``--chunks`` (output frames; the mini model's frames are
 40 ms, so ``32 16 8 4`` are 1280, 640, 320 and 160 ms), on PyTorch and, where
-the model can be exported with a bounded cache, on ONNX Runtime. PocketSphinx
+the model can be exported with a bounded cache, on ONNX Runtime (without
+torch: greedy and prefix beam searches only), with each search of
+``--searches``. PocketSphinx
 (the ``peers`` extra) decodes the same files live, in blocks of the same
 duration, as a real streaming peer. For each it reports:
 
@@ -27,13 +29,14 @@ Each utterance is one stream (no endpointing), as ``asr_inference
 --streaming true`` decodes it.
 
 Usage (from the repository root, after the recipe or the ablation trained a
-streaming model; its decoding directory says which search and lexicon)::
+streaming model; its decoding directory gives the lexicon and word LM)::
 
     EXP=egs/librispeech/asr1/exp/asr_ablation_streaming_3x2_144_seed1
     .venv/bin/python benchmarks/bench_streaming.py --model $EXP \\
         --decoding $EXP/decode_lex --data egs/librispeech/asr1/data \\
         --out_dir exp/bench_streaming \\
-        [--chunks "32 16 8 4"] [--num_left_chunks 4] [--search lexicon] \\
+        [--chunks "32 16 8 4"] [--num_left_chunks 4] \\
+        [--searches "lexicon prefix_beam"] [--beam_size 10] \\
         [--runtimes "torch onnx pocketsphinx"] [--jobs 2] \\
         [--json docs/streaming/bench.json --markdown docs/streaming/bench.md \\
          --plot docs/streaming/wer_by_chunk.png]
@@ -66,6 +69,9 @@ sys.path[:0] = [
 #: Sample rate of the recipe's audio.
 RATE = 16000
 RUNTIMES = ("torch", "onnx", "pocketsphinx")
+#: The searches the recognizer runs on ONNX Runtime (the lexicon search's
+#: decoder runs on torchaudio).
+ONNX_SEARCHES = ("greedy", "prefix_beam")
 #: Output frames of the "chunk" that stands for full context: more than any
 #: utterance has, so that the whole utterance is one chunk.
 FULL_CONTEXT = 1_000_000
@@ -113,6 +119,7 @@ def _recognizer(job: Dict[str, Any]) -> Any:
         return StreamingRecognizer.from_onnx(
             job["graph"],
             search=job["search"],
+            beam_size=job["beam_size"],
             endpointing=Endpointing.off(),
             threads=job["threads"],
         )
@@ -129,6 +136,7 @@ def _recognizer(job: Dict[str, Any]) -> Any:
         chunk_size=FULL_CONTEXT if full else job["chunk"],
         num_left_chunks=-1 if full else job["num_left_chunks"],
         endpointing=Endpointing.off(),
+        beam_size=job["beam_size"],
     )
 
 
@@ -294,40 +302,47 @@ def score_job(job: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
 
 
 def make_jobs(args: argparse.Namespace, geometry: Dict[str, float]) -> List[Dict]:
-    """One job per runtime and chunk (0: full context)."""
+    """One job per runtime, search and chunk (0: full context)."""
     sets = {name: str(Path(args.data) / name) for name in args.test_sets.split()}
     chunks = [int(c) for c in args.chunks.split()]
     jobs = []
     for runtime in args.runtimes.split():
         if runtime not in RUNTIMES:
             raise SystemExit(f"--runtimes: {runtime!r} is not one of {RUNTIMES}")
+        searches: List[Optional[str]] = list(args.searches.split())
         options: List[Optional[int]]
         if runtime == "torch":
             options = [0, *chunks]
         elif runtime == "onnx":
             options = chunks  # a bounded cache: no full context
+            searches = [s for s in searches if s in ONNX_SEARCHES]
         else:
-            options = [None]
-        for chunk in options:
-            block_frames = chunk or args.block_chunk
-            job = dict(
-                runtime=runtime,
-                chunk=chunk,
-                num_left_chunks=args.num_left_chunks,
-                search=args.search,
-                model=args.model,
-                decoding=args.decoding,
-                threads=args.threads,
-                sets=sets,
-                block_samples=int(block_frames * geometry["stride"])
-                * int(geometry["hop_samples"]),
-            )
-            label = "live" if chunk is None else ("full" if chunk == 0 else chunk)
-            job["tag"] = f"{runtime}_{label}"
-            job["out"] = str(Path(args.out_dir) / job["tag"])
-            if runtime == "onnx":
-                job["graph"] = str(Path(args.out_dir) / "onnx" / f"chunk{chunk}.onnx")
-            jobs.append(job)
+            options, searches = [None], [None]
+        for search in searches:
+            for chunk in options:
+                block_frames = chunk or args.block_chunk
+                label = "live" if chunk is None else ("full" if chunk == 0 else chunk)
+                tag = "_".join(str(x) for x in (runtime, search, label) if x)
+                job = dict(
+                    tag=tag,
+                    out=str(Path(args.out_dir) / tag),
+                    runtime=runtime,
+                    search=search,
+                    beam_size=args.beam_size,
+                    chunk=chunk,
+                    num_left_chunks=args.num_left_chunks,
+                    model=args.model,
+                    decoding=args.decoding,
+                    threads=args.threads,
+                    sets=sets,
+                    block_samples=int(block_frames * geometry["stride"])
+                    * int(geometry["hop_samples"]),
+                )
+                if runtime == "onnx":
+                    job["graph"] = str(
+                        Path(args.out_dir) / "onnx" / f"chunk{chunk}.onnx"
+                    )
+                jobs.append(job)
     return jobs
 
 
@@ -342,6 +357,7 @@ def summarize(
     block_seconds = job["block_samples"] / RATE
     row = dict(
         runtime=job["runtime"],
+        search=job["search"],
         chunk=chunk,
         chunk_ms=None if not chunk else round(1000 * chunk * geometry["frame"]),
         algorithmic_latency_ms=(
@@ -390,33 +406,37 @@ def _commit() -> str:
 
 
 def markdown(report: Dict[str, Any]) -> str:
-    """The report as the tables of docs/streaming.md."""
+    """The report as the table of docs/streaming.md."""
     sets = report["test_sets"]
     full = {
-        name: row["scores"][name]["wer"]
+        (row["search"], name): row["scores"][name]["wer"]
         for row in report["rows"]
         if row["runtime"] == "torch" and row["chunk"] == 0
         for name in sets
     }
     lines = [
         f"Measured by `benchmarks/bench_streaming.py` at commit {report['commit']} "
-        f"on {report['machine']}; model `{report['model']}`, search "
-        f"`{report['search']}`, {report['num_left_chunks']} left chunks, "
+        f"on {report['machine']}; model `{report['model']}`, "
+        f"{report['num_left_chunks']} left chunks, beam {report['beam_size']}, "
         f"{report['threads']} thread(s), blocks of one chunk's audio "
-        f"({report['block_chunk']} frames at full context and for PocketSphinx).",
+        f"({report['block_chunk']} frames at full context and for PocketSphinx). "
+        "WER in % (its ratio to the same search at full context); per chunk: "
+        "the compute per block of one chunk's audio (p95 as a share of the "
+        "chunk's duration).",
         "",
-        "| runtime | chunk | algorithmic latency | "
-        + " | ".join(f"WER {s} (x full)" for s in sets)
-        + " | per chunk median / p95 (p95 / chunk) | end of audio to final, "
-        "median / p95 | peak RSS | RTF |",
-        "|---" * (7 + len(sets)) + "|",
+        "| runtime | search | chunk | algorithmic latency | "
+        + " | ".join(f"WER {s}" for s in sets)
+        + " | per chunk median / p95 | end of audio to final, median / p95 "
+        "| peak RSS | RTF |",
+        "|---" * (8 + len(sets)) + "|",
     ]
     for row in report["rows"]:
         chunk = {None: "live", 0: "full"}.get(row["chunk"], f"{row['chunk_ms']} ms")
         wers = []
         for s in sets:
             wer = row["scores"][s]["wer"]
-            ratio = f" ({wer / full[s]:.2f}x)" if full.get(s) else ""
+            base = full.get((row["search"], s))
+            ratio = f" ({wer / base:.2f}x)" if base and row["chunk"] != 0 else ""
             wers.append(f"{wer:.1f}{ratio}")
         per_chunk = (
             f"{row['chunk_median_ms']:.1f} / {row['chunk_p95_ms']:.1f} ms "
@@ -426,7 +446,7 @@ def markdown(report: Dict[str, Any]) -> str:
         )
         latency = row["algorithmic_latency_ms"]
         lines.append(
-            f"| {row['runtime']} | {chunk} | "
+            f"| {row['runtime']} | {row['search'] or '-'} | {chunk} | "
             + (f"{latency} ms" if latency else "-")
             + " | "
             + " | ".join(wers)
@@ -438,33 +458,43 @@ def markdown(report: Dict[str, Any]) -> str:
 
 
 def plot(report: Dict[str, Any], path: Path) -> None:
-    """WER against chunk duration, one line per test set and runtime."""
+    """WER against chunk duration: a panel per search, a line per test set
+    and runtime, PocketSphinx live as a dotted level."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     rows = [r for r in report["rows"] if r["runtime"] in ("torch", "onnx")]
+    searches = list(dict.fromkeys(r["search"] for r in rows))
+    fig, axes = plt.subplots(
+        1, len(searches), figsize=(5.2 * len(searches), 4.0), squeeze=False
+    )
     longest = max(r["chunk_ms"] or 0 for r in rows)
-    full_x = 2 * longest  # full context drawn to the right of the longest chunk
-    for s, color in zip(report["test_sets"], ("C0", "C1", "C2", "C3"), strict=False):
-        for runtime, style in (("torch", "-o"), ("onnx", "--x")):
-            points = sorted(
-                (r["chunk_ms"] or full_x, r["scores"][s]["wer"])
-                for r in rows
-                if r["runtime"] == runtime
-            )
-            if points:
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, style, color=color, label=f"{s} ({runtime})")
-    ax.set_xscale("log", base=2)
+    full_x = 2 * longest  # full context drawn right of the longest chunk
     ticks = sorted({r["chunk_ms"] for r in rows if r["chunk_ms"]}) + [full_x]
-    ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + ["full"])
-    ax.set_xlabel("chunk (ms)")
-    ax.set_ylabel("WER (%)")
-    ax.set_title(f"WER by chunk size ({report['search']} search)")
-    ax.legend(fontsize=7)
+    live = [r for r in report["rows"] if r["runtime"] == "pocketsphinx"]
+    colors = ("C0", "C1", "C2", "C3")
+    for ax, search in zip(axes[0], searches, strict=True):
+        for s, color in zip(report["test_sets"], colors, strict=False):
+            for runtime, style in (("torch", "-o"), ("onnx", "--x")):
+                points = sorted(
+                    (r["chunk_ms"] or full_x, r["scores"][s]["wer"])
+                    for r in rows
+                    if r["runtime"] == runtime and r["search"] == search
+                )
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, style, color=color, label=f"{s} ({runtime})")
+            for r in live:
+                ax.axhline(r["scores"][s]["wer"], color=color, linestyle=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + ["full"])
+        ax.set_xlabel("chunk (ms)")
+        ax.set_ylabel("WER (%)")
+        title = f"{search} search"
+        ax.set_title(title + (" (dotted: PocketSphinx live)" if live else ""))
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -474,6 +504,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--model", help="experiment directory of a streaming model")
     parser.add_argument("--decoding", help="its decoding directory or YAML")
@@ -490,10 +521,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="frames of audio per block where no chunk sets it (full, live)",
     )
     parser.add_argument(
-        "--search",
-        default="lexicon",
-        help="the recognizer's search (greedy, prefix_beam, lexicon)",
+        "--searches",
+        default="lexicon prefix_beam",
+        help="the recognizer's searches (greedy, prefix_beam, lexicon); ONNX "
+        "Runtime runs greedy and prefix_beam",
     )
+    parser.add_argument("--beam_size", type=int, default=10, help="prefix beam")
     parser.add_argument("--runtimes", default="torch onnx pocketsphinx")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1, help="decoding processes")
@@ -533,7 +566,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         commit=_commit(),
         machine=f"{os.cpu_count()} cores",
         model=args.model,
-        search=args.search,
+        beam_size=args.beam_size,
         num_left_chunks=args.num_left_chunks,
         threads=args.threads,
         block_chunk=args.block_chunk,

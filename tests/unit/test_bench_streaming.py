@@ -31,37 +31,18 @@ def report(tmp_path_factory):
     (data / "text").write_text(f"a1 {TEXT}\na2 {TEXT} TACO\n")
     (data / "utt2spk").write_text("a1 a\na2 a\n")
     out = root / "report.json"
+    # fmt: off
+    arguments = [
+        "--model", str(trained["exp"]), "--decoding", str(trained["decode"]),
+        "--data", str(root / "data"), "--test_sets", "tones", "--chunks", "4 2",
+        "--num_left_chunks", "2", "--block_chunk", "4", "--searches", "greedy",
+        "--runtimes", "torch onnx", "--out_dir", str(root / "out"),
+        "--json", str(out), "--markdown", str(root / "table.md"),
+        "--plot", str(root / "wer.png"),
+    ]
+    # fmt: on
     run = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--model",
-            str(trained["exp"]),
-            "--decoding",
-            str(trained["decode"]),
-            "--data",
-            str(root / "data"),
-            "--test_sets",
-            "tones",
-            "--chunks",
-            "4 2",
-            "--num_left_chunks",
-            "2",
-            "--block_chunk",
-            "4",
-            "--search",
-            "greedy",
-            "--runtimes",
-            "torch",
-            "--out_dir",
-            str(root / "out"),
-            "--json",
-            str(out),
-            "--markdown",
-            str(root / "table.md"),
-            "--plot",
-            str(root / "wer.png"),
-        ],  # fmt: skip
+        [sys.executable, str(SCRIPT), *arguments],
         capture_output=True,
         text=True,
         timeout=600,
@@ -77,42 +58,46 @@ def report(tmp_path_factory):
 
 def test_one_row_per_chunk_and_full_context(report):
     rows = report["json"]["rows"]
-    assert [(r["runtime"], r["chunk"]) for r in rows] == [
-        ("torch", 0),
-        ("torch", 4),
-        ("torch", 2),
+    assert [(r["runtime"], r["search"], r["chunk"]) for r in rows] == [
+        ("torch", "greedy", 0),
+        ("torch", "greedy", 4),
+        ("torch", "greedy", 2),
+        ("onnx", "greedy", 4),  # no full context: its caches are bounded
+        ("onnx", "greedy", 2),
     ]
-    table_rows = [
-        line for line in report["table"].splitlines() if line.startswith("| torch")
-    ]
-    assert len(table_rows) == 3
+    table = report["table"].splitlines()
+    assert len([line for line in table if line.startswith(("| torch", "| onnx"))]) == 5
 
 
 def test_scores_come_from_sclite(report):
     # At the chunk it was trained with, the model says a1; a2's reference
     # has one word more: 1 deletion in 5 words.
-    four = report["json"]["rows"][1]
-    assert (report["out"] / "torch_4" / "tones" / "text").read_text() == (
-        f"a1 {TEXT}\na2 {TEXT}\n"
-    )
-    assert four["scores"]["tones"]["wer"] == pytest.approx(20.0)
-    # " TACO": 5 of 21 characters (spaces count).
-    assert four["scores"]["tones"]["cer"] == pytest.approx(23.8)
-    assert (report["out"] / "torch_4" / "tones" / "score_wer" / "result.txt").is_file()
+    for row, tag in ((1, "torch_greedy_4"), (3, "onnx_greedy_4")):
+        four = report["json"]["rows"][row]
+        assert (report["out"] / tag / "tones" / "text").read_text() == (
+            f"a1 {TEXT}\na2 {TEXT}\n"
+        )
+        assert four["scores"]["tones"]["wer"] == pytest.approx(20.0)
+        # " TACO": 5 of 21 characters (spaces count).
+        assert four["scores"]["tones"]["cer"] == pytest.approx(23.8)
+        assert (report["out"] / tag / "tones" / "score_wer" / "result.txt").is_file()
 
 
 def test_latency_and_compute_figures(report):
     # The tiny model: 8 ms hops, conv2d (window 7, stride 4) = 32 ms frames;
     # look-ahead 3 hops + half of a 256-point STFT frame = 32 ms.
-    full, four, two = report["json"]["rows"]
+    full, four, two, onnx_four, onnx_two = report["json"]["rows"]
     assert four["chunk_ms"] == 128 and four["algorithmic_latency_ms"] == 160
     assert two["chunk_ms"] == 64 and two["algorithmic_latency_ms"] == 96
     assert full["chunk_ms"] is None and "chunk_median_ms" not in full
-    for row in (four, two):
+    assert onnx_four["algorithmic_latency_ms"] == 160
+    for row in (four, two, onnx_four, onnx_two):
         assert 0 < row["chunk_median_ms"] <= row["chunk_p95_ms"]
         assert row["chunk_p95_ratio"] > 0
-    for row in (full, four, two):
+    for row in (full, four, two, onnx_four, onnx_two):
         assert 0 < row["final_median_ms"] <= row["final_p95_ms"]
-        assert row["peak_rss_mib"] > 50  # torch alone is more
-        assert row["torch_imported"]
+        assert row["peak_rss_mib"] > 10
+    # The ONNX recognizer runs without torch, in less memory.
+    assert [r["torch_imported"] for r in (full, onnx_four)] == [True, False]
+    assert onnx_four["peak_rss_mib"] < four["peak_rss_mib"]
     assert report["plot"].stat().st_size > 1000
