@@ -73,6 +73,29 @@ def test_parse_epochs_reads_each_form_of_espnet_timespan(tmp_path: Path) -> None
     assert [e["valid_loss"] for e in epochs] == [2.0, 1.9, 0.9]
 
 
+def test_parse_epochs_reads_the_logs_of_a_resumed_training(tmp_path: Path) -> None:
+    # Killed twice: the launcher moved each earlier log aside (train.2.log
+    # the oldest); the last attempt redid epoch 3, cut short before.
+    def results(epoch: int, loss: float) -> str:
+        return (
+            f"[vm] 2026-12-02 (trainer:392) INFO: {epoch}epoch results: [train] "
+            f"loss={loss}, time=4 seconds, total_count=9, [valid] loss={loss}, "
+            "cer_ctc=0.5, time=1 seconds, total_count=2\n"
+        )
+
+    (tmp_path / "train.2.log").write_text(results(1, 3.0) + results(2, 2.0))
+    (tmp_path / "train.1.log").write_text(results(3, 1.5))
+    (tmp_path / "train.log").write_text(results(3, 1.4) + results(4, 1.0))
+    (tmp_path / "train.old.log").write_text(results(5, 9.9))  # not the launcher's
+    epochs = record.parse_epochs(tmp_path / "train.log")
+    assert [(e["epoch"], e["train_loss"]) for e in epochs] == [
+        (1, 3.0),
+        (2, 2.0),
+        (3, 1.4),
+        (4, 1.0),
+    ]
+
+
 def _record(row: str, seed: int, dev_wer: float, sha: str = "a" * 64) -> dict:
     sets = {
         dset: {"wer": {"Err": dev_wer + i}, "cer": {"Err": dev_wer / 3}}

@@ -77,13 +77,34 @@ def is_current(record: Path, config: Path) -> bool:
     return json.loads(record.read_text()).get("config_sha256") == config_sha256(config)
 
 
+def training_logs(train_log: Path) -> List[Path]:
+    """``train_log`` and the logs of the earlier attempts that the launcher
+    moved aside when the training resumed (``train.1.log`` the last before
+    it, ``train.2.log`` the one before that, ...), oldest first."""
+    stem, suffix = train_log.stem, train_log.suffix
+    older = []
+    for path in train_log.parent.glob(f"{stem}.*{suffix}"):
+        number = path.name[len(stem) + 1 : -len(suffix) or None]
+        if number.isdigit():
+            older.append((int(number), path))
+    return [path for _, path in sorted(older, reverse=True)] + [train_log]
+
+
 def parse_epochs(train_log: Path) -> List[Dict[str, float]]:
-    """Per epoch, from ESPnet's "Nepoch results" lines (the last line of an
-    epoch wins: a resumed run repeats none, but a re-run after a crash may)."""
+    """Per epoch, from ESPnet's "Nepoch results" lines in ``train_log`` and
+    the logs of earlier attempts (:func:`training_logs`): an interrupted
+    training resumed from its last checkpoint has its first epochs in those.
+    The last line of an epoch wins (a resumed run repeats an epoch that was
+    cut short)."""
     if not train_log.is_file():
         raise RecordError(f"{train_log}: no training log")
     epochs: Dict[int, Dict[str, float]] = {}
-    for line in train_log.read_text(errors="replace").splitlines():
+    lines = [
+        line
+        for log in training_logs(train_log)
+        for line in log.read_text(errors="replace").splitlines()
+    ]
+    for line in lines:
         match = _RESULTS.search(line)
         if not match:
             continue
