@@ -28,18 +28,21 @@ included), so that the searches are identical and only the chunking changes.
 Each utterance is one stream (no endpointing), as ``asr_inference
 --streaming true`` decodes it.
 
-Usage (from the repository root, after the recipe or the ablation trained a
-streaming model; its decoding directory gives the lexicon and word LM)::
+Usage (from the recipe's directory, whose configs name their files relative
+to it, after the recipe or the ablation trained a streaming model; the
+decoding YAML or directory gives the lexicon and word LM)::
 
-    EXP=egs/librispeech/asr1/exp/asr_ablation_streaming_3x2_144_seed1
-    .venv/bin/python benchmarks/bench_streaming.py --model $EXP \\
-        --decoding $EXP/decode_lex --data egs/librispeech/asr1/data \\
-        --out_dir exp/bench_streaming \\
+    cd egs/librispeech/asr1
+    ../../../.venv/bin/python ../../../benchmarks/bench_streaming.py \\
+        --model exp/asr_ablation_streaming_3x2_144_seed1 \\
+        --decoding exp/asr_ablation_streaming_3x2_144_seed1/decode_lexicon \\
+        --data data --beam_size 16 --jobs 2 --out_dir exp/bench_streaming \\
         [--chunks "32 16 8 4"] [--num_left_chunks 4] \\
-        [--searches "lexicon prefix_beam"] [--beam_size 10] \\
-        [--runtimes "torch onnx pocketsphinx"] [--jobs 2] \\
-        [--json docs/streaming/bench.json --markdown docs/streaming/bench.md \\
-         --plot docs/streaming/wer_by_chunk.png]
+        [--searches "lexicon prefix_beam"] \\
+        [--runtimes "torch onnx pocketsphinx"] \\
+        [--json ../../../docs/streaming/bench.json \\
+         --markdown ../../../docs/streaming/bench.md \\
+         --plot ../../../docs/streaming/wer_by_chunk.png]
 
 Run it on a machine without other load: the compute figures are wall-clock.
 """
