@@ -50,7 +50,6 @@ Run it on a machine without other load: the compute figures are wall-clock.
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -78,6 +77,17 @@ ONNX_SEARCHES = ("greedy", "prefix_beam")
 #: Output frames of the "chunk" that stands for full context: more than any
 #: utterance has, so that the whole utterance is one chunk.
 FULL_CONTEXT = 1_000_000
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory, KiB: Linux's VmHWM. Not
+    ``getrusage``'s ru_maxrss, which keeps the parent's peak across fork and
+    exec (a child of a parent that imported torch would report torch's)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("/proc/self/status has no VmHWM")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -215,8 +225,7 @@ def child(job: Dict[str, Any]) -> Dict[str, Any]:
         final_latencies=final_latencies,
         audio_seconds=audio_seconds,
         compute_seconds=compute_seconds,
-        # Linux reports KiB.
-        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mib=peak_rss_kib() / 1024,
         torch_imported="torch" in sys.modules,
     )
 
