@@ -36,7 +36,7 @@ def report(tmp_path_factory):
         "--model", str(trained["exp"]), "--decoding", str(trained["decode"]),
         "--data", str(root / "data"), "--test_sets", "tones", "--chunks", "4 2",
         "--num_left_chunks", "2", "--block_chunk", "4", "--searches", "greedy",
-        "--runtimes", "torch onnx", "--out_dir", str(root / "out"),
+        "--runtimes", "torch onnx pocketsphinx", "--out_dir", str(root / "out"),
         "--json", str(out), "--markdown", str(root / "table.md"),
         "--plot", str(root / "wer.png"),
     ]
@@ -64,9 +64,10 @@ def test_one_row_per_chunk_and_full_context(report):
         ("torch", "greedy", 2),
         ("onnx", "greedy", 4),  # no full context: its caches are bounded
         ("onnx", "greedy", 2),
+        ("pocketsphinx", None, None),  # live, on blocks of --block_chunk
     ]
     table = report["table"].splitlines()
-    assert len([line for line in table if line.startswith(("| torch", "| onnx"))]) == 5
+    assert len([line for line in table if line.startswith("| ")]) == 1 + 6
 
 
 def test_scores_come_from_sclite(report):
@@ -86,7 +87,7 @@ def test_scores_come_from_sclite(report):
 def test_latency_and_compute_figures(report):
     # The tiny model: 8 ms hops, conv2d (window 7, stride 4) = 32 ms frames;
     # look-ahead 3 hops + half of a 256-point STFT frame = 32 ms.
-    full, four, two, onnx_four, onnx_two = report["json"]["rows"]
+    full, four, two, onnx_four, onnx_two, live = report["json"]["rows"]
     assert four["chunk_ms"] == 128 and four["algorithmic_latency_ms"] == 160
     assert two["chunk_ms"] == 64 and two["algorithmic_latency_ms"] == 96
     assert full["chunk_ms"] is None and "chunk_median_ms" not in full
@@ -94,7 +95,8 @@ def test_latency_and_compute_figures(report):
     for row in (four, two, onnx_four, onnx_two):
         assert 0 < row["chunk_median_ms"] <= row["chunk_p95_ms"]
         assert row["chunk_p95_ratio"] > 0
-    for row in (full, four, two, onnx_four, onnx_two):
+    assert live["algorithmic_latency_ms"] is None and live["chunk_median_ms"] > 0
+    for row in (full, four, two, onnx_four, onnx_two, live):
         assert 0 < row["final_median_ms"] <= row["final_p95_ms"]
         assert row["peak_rss_mib"] > 10
     # The ONNX recognizer runs without torch, in less memory.
