@@ -47,6 +47,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import checkout  # benchmarks/, beside this script
 import espnet
 import torch
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
@@ -544,7 +545,7 @@ def machine_info() -> Dict[str, Any]:
     except OSError:
         pass
     return {
-        "commit": _git_commit(),
+        "commit": checkout.commit(["espnet_shared_conformer"], mark="+dirty"),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
@@ -552,27 +553,6 @@ def machine_info() -> Dict[str, Any]:
         "espnet": espnet.__version__,
         "torch_threads": torch.get_num_threads(),
     }
-
-
-def _git_commit() -> str:
-    """The checkout's commit, ``+dirty`` if the package has local changes."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(
-            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", root, "status", "--porcelain", "espnet_shared_conformer"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

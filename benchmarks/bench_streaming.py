@@ -58,6 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import checkout  # benchmarks/, beside this script
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,25 +399,6 @@ def summarize(
     return row
 
 
-def _commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
-
-
 def markdown(report: Dict[str, Any]) -> str:
     """The report as the table of docs/streaming.md."""
     sets = report["test_sets"]
@@ -575,7 +557,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(one, jobs))
     report = dict(
-        commit=_commit(),
+        commit=checkout.commit(),
         machine=f"{os.cpu_count()} cores",
         model=args.model,
         beam_size=args.beam_size,
