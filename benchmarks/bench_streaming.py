@@ -280,21 +280,17 @@ def export_graph(args: argparse.Namespace, chunk: int, path: Path) -> None:
 
 
 def run_child(job: Dict[str, Any]) -> Dict[str, Any]:
-    """``job`` in a fresh process (its peak memory its own)."""
+    """``job`` in a fresh process (its peak memory its own), which writes its
+    timings to ``<out>/timings.json`` (not to stdout: libraries print there)."""
     result = Path(job["out"]) / "timings.json"
+    result.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"])}
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(job)],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+        [sys.executable, __file__, "--child", json.dumps(job)], env=env, check=False
     )
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not result.is_file():
         raise RuntimeError(f"{job['tag']} failed (exit {proc.returncode})")
-    result.parent.mkdir(parents=True, exist_ok=True)
-    result.write_text(proc.stdout)
-    return json.loads(proc.stdout)
+    return json.loads(result.read_text())
 
 
 def score_job(job: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
@@ -535,7 +531,12 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+        job = json.loads(args.child)
+        timings = child(job)
+        result = Path(job["out"]) / "timings.json"
+        result.parent.mkdir(parents=True, exist_ok=True)
+        result.with_suffix(".tmp").write_text(json.dumps(timings))
+        result.with_suffix(".tmp").replace(result)
         return 0
     for name in ("model", "decoding", "data"):
         if not getattr(args, name):
