@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -606,6 +607,26 @@ def test_the_command_shows_partials_in_place_on_a_terminal(
     assert final.endswith("\n") and final.count("\n") == 1
 
 
+def _wait_until_read(process: subprocess.Popen, timeout: float = 60) -> None:
+    """Until ``process`` has read everything written to its stdin pipe."""
+    import fcntl
+    import termios
+    import time
+
+    pipe = os.open(f"/proc/{process.pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            unread = bytearray(4)
+            fcntl.ioctl(pipe, termios.FIONREAD, unread)
+            if int.from_bytes(unread, sys.byteorder) == 0:
+                return
+            time.sleep(0.1)
+    finally:
+        os.close(pipe)
+    raise AssertionError(f"the process did not read its input in {timeout} s")
+
+
 def test_ctrl_c_prints_the_utterance_under_way(trained, tmp_path):
     """A microphone's stream ends with Ctrl-C: what was said is not lost."""
     import signal
@@ -619,12 +640,17 @@ def test_ctrl_c_prints_the_utterance_under_way(trained, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=False,
+        # As in a terminal's foreground: a suite started in the background
+        # (`cmd &`) passes SIGINT on ignored, and Python keeps it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         process.stdin.write(pcm)  # the pipe stays open: a live microphone
         process.stdin.flush()
         first = process.stdout.readline().decode()  # the first pause's cut
-        time.sleep(2)  # the second utterance read and recognized (no pause yet)
+        # The second utterance read (no pause after it yet) and recognized.
+        _wait_until_read(process)
+        time.sleep(1)
         process.send_signal(signal.SIGINT)
         rest, errors = process.communicate(timeout=60)
     finally:
