@@ -61,7 +61,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import checkout  # benchmarks/, beside this script
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = checkout.ROOT
 # The recipe's data-directory library and scoring, and its peers' text
 # normalization: the figures are scored exactly as stage 13 scores.
 sys.path[:0] = [
