@@ -224,3 +224,27 @@ def test_the_grid_spends_one_budget_and_its_upper_bound_more() -> None:
             assert report.total == report.total_virtual > 3 * 0.91e6
         else:
             assert 0.84e6 <= report.total <= 0.91e6, (row, report.total)
+
+
+def test_the_report_compares_each_budget_with_its_own_plain_rows(
+    tmp_path: Path,
+) -> None:
+    """The report's questions name plain rows of the same group and the shared
+    upper bound; a row renamed in one list but not the other would silently
+    drop the comparison."""
+    import yaml
+
+    cmds = dry_run(copy_recipe(tmp_path), "--stage", "3", "--peers", "")
+    [cmd] = [c for c in cmds if c[:2] == ["python3", "local/ablation_report.py"]]
+    grid, default = option(cmd, "--grid").split(), option(cmd, "--default").split()
+    plain, default_plain = (
+        option(cmd, "--plain").split(),
+        option(cmd, "--default_plain").split(),
+    )
+    upper = option(cmd, "--upper")
+    assert plain and set(plain) < set(grid) and upper == grid[-1] not in plain
+    assert upper in option(cmd, "--capacity").split()
+    assert default_plain and set(default_plain) < set(default)
+    for row in plain + default_plain + [upper]:
+        config = yaml.safe_load((RECIPE_DIR / f"conf/ablation/{row}.yaml").read_text())
+        assert config["encoder"] == "conformer", row

@@ -192,6 +192,55 @@ def test_report_refuses_seeds_of_different_configs_and_unknown_formats(
         report.load_records(_write_records(tmp_path / "b", [old]))
 
 
+def _row(name: str, unique: int, dev_wers: list) -> "report.Row":
+    records = [_record(name, seed, w) for seed, w in enumerate(dev_wers, 1)]
+    for r in records:
+        r["unique_params"] = unique
+    return report.Row(name, records)
+
+
+def test_questions_weigh_each_lead_against_the_seeds_spread() -> None:
+    acoustic = "decode_acoustic"
+    # A capacity curve falling 10 points per 4x parameters, tight seeds except
+    # at 1M; the upper bound is its 4M point.
+    curve = [
+        _row("plain_narrow", 1_000_000, [50.0, 56.0]),
+        _row("plain_mid", 2_000_000, [45.0, 46.0]),
+        _row("upper", 4_000_000, [42.5, 43.5]),
+    ]
+    narrow, mid, upper = curve
+    rule = report.capacity_rule_table(curve, upper)
+    # 53.0 - 43.0 = 10.0 lead against 3 x 6.0; 45.5 - 43.0 = 2.5 against 3 x 1.0.
+    assert "|`plain_narrow`|1.00M|10.0|18.0|no|" in rule
+    assert "|`plain_mid`|2.00M|2.5|3.0|no|" in rule
+    assert "`upper`|" not in rule.split("\n", 2)[2]
+
+    # Log-linear between the curve's means: 49.25 is halfway from 53.0 to 45.5.
+    assert report.plain_equivalent(curve, 49.25, acoustic) == "1.41M"
+    assert report.plain_equivalent(curve, 60.0, acoustic) == "< 1.00M"
+    assert report.plain_equivalent(curve, 40.0, acoustic) == "> 4.00M"
+
+    shallow = _row("plain_shallow", 1_000_000, [58.0, 59.0])
+    good = _row("share_good", 1_000_000, [45.0, 46.0])  # 7.5 ahead, spreads <= 6
+    close = _row("share_close", 1_000_000, [50.0, 51.0])  # 2.5 ahead of a 6.0 spread
+    table = report.grid_questions_table(
+        [shallow, narrow, good, close, upper], [shallow, narrow], upper, curve, acoustic
+    )
+    lines = {line.split("|")[1]: line for line in table.splitlines()}
+    assert set(lines) >= {"`share_good`", "`share_close`"}
+    assert "`plain_narrow`" not in lines and "`upper`" not in lines
+    # The upper bound gains 10.0 over the better plain row: 7.5 of it is 75%;
+    # 50.5 lies a third of the way from 1M (53.0) to 2M (45.5): 2 ** (1/3) M.
+    assert lines["`share_good`"].endswith("|+7.5|yes|75%|2.00M|")
+    assert lines["`share_close`"].endswith("|+2.5|no|25%|1.26M|")
+
+    pairs = report.third_seed_pairs([narrow, good, close], acoustic)
+    assert pairs == ["`plain_narrow` and `share_close`: means 2.5 apart, spread 6.0"]
+    third = _row("plain_narrow", 1_000_000, [50.0, 56.0, 53.0])
+    both = _row("share_close", 1_000_000, [50.0, 51.0, 50.5])
+    assert report.third_seed_pairs([third, both], acoustic) == []
+
+
 def test_splice_keeps_the_prose_around_the_generated_part(tmp_path: Path) -> None:
     doc = tmp_path / "ablation.md"
     generated = f"{report.BEGIN}\nnew table\n{report.END}\n"

@@ -43,6 +43,9 @@ stop_stage=3               # last stage to run
 capacity_rows="conformer_6x48 conformer_6x64 conformer_6x72 conformer_6x96 conformer_6x144"  # step 1: plain Conformers at the virtual depth
 grid_rows="conformer_1x144 conformer_6x72 repeat_1x6_144 deep_repeat_1x12_144 share_modules_120 tie_2x3_132 lowrank_144 conformer_6x144"  # step 2: the grid at B ~ 0.87M (virtual model 6 x 144)
 default_rows="shared_3x2_144 conformer_3x144 streaming_3x2_144"  # the main job's model against a plain one of its size and its streaming variant
+plain_rows="conformer_1x144 conformer_6x72"  # the grid's plain rows at B (shallow, narrow)
+upper_row=conformer_6x144  # the grid's upper bound: the virtual model, unshared
+default_plain_rows=conformer_3x144  # the plain row at the main job's budget
 rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: the three groups above
 seeds="1 2"                # training seeds of each row (initialization and data order)
 dry_run=false              # print the asr.sh commands instead of running them
@@ -238,6 +241,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     report=(python3 local/ablation_report.py --records "${records}"
         --peer_records "${peer_records}" --test_sets "${test_sets}"
         --capacity "${capacity_rows}" --grid "${grid_rows}" --default "${default_rows}"
+        --plain "${plain_rows}" --upper "${upper_row}" --default_plain "${default_plain_rows}"
         --doc "${doc}" --plots "${plots}")
     log "Stage 3: report: ${records}, ${peer_records} -> ${doc}, ${plots}"
     run "${report[@]}"

@@ -17,6 +17,16 @@ every other recorded row (the deep-reuse diagnosis).
 Each figure is the mean over the row's seeds, with the seeds' own values
 beside it; the spread of a row is the range of its seeds (max - min).
 
+"The questions, on dev" answers the study's questions from the same records:
+step 1's rule (the upper bound, ``--upper``, against each plain model of the
+capacity curve, by three times the larger spread), and for the grid (plain
+rows ``--plain``) and the main job's budget (``--default_plain``) each
+sharing row's lead over the better plain row, whether it beats every plain
+row by more than the spread, the share of the upper bound's gain it
+recovers, and the parameters a plain model would need for its WER (the
+capacity curve interpolated in log parameters); last, the rows whose means
+are too close for two seeds.
+
 Rewrites the part of ``--doc`` between the ``<!-- ablation:begin -->`` and
 ``<!-- ablation:end -->`` markers (creating the file if needed), so the prose
 around it survives a re-run, and writes the plots into ``--plots``:
@@ -27,7 +37,9 @@ unique parameters and against training compute) and ``curves.png``
 """
 
 import argparse
+import itertools
 import json
+import math
 import os
 import re
 import statistics
@@ -273,6 +285,119 @@ def curve_table(rows: List[Row]) -> str:
     return _table(head, lines)
 
 
+def plain_equivalent(curve: List[Row], wer: float, decode: str) -> Optional[str]:
+    """The parameters a plain model of the capacity curve would need for
+    ``wer`` (dev): the curve's means interpolated linearly in log parameters.
+    Outside the curve's range, the bound it passes ("> 3.41M")."""
+    points = sorted(
+        (r.unique, r.mean(decode, "dev")) for r in curve if r.values(decode, "dev")
+    )
+    if len(points) < 2:
+        return None
+    if wer > points[0][1]:
+        return f"< {_m(points[0][0])}"
+    if wer < points[-1][1]:
+        return f"> {_m(points[-1][0])}"
+    for (p0, w0), (p1, w1) in itertools.pairwise(points):
+        if min(w0, w1) <= wer <= max(w0, w1):
+            t = 0.0 if w0 == w1 else (w0 - wer) / (w0 - w1)
+            return _m(math.exp(math.log(p0) + t * (math.log(p1) - math.log(p0))))
+    # The means do not fall monotonically and ``wer`` lies in no segment's range.
+    return None
+
+
+def capacity_rule_table(curve: List[Row], upper: Row) -> str:
+    """Step 1's rule: the upper bound's dev lead over each plain model against
+    three times the larger of the two rows' seed spreads."""
+    head = ["plain row", "params"]
+    for _, what in DECODES:
+        head += [f"{what.split(' (')[0]}: lead of `{upper.name}`", "3 x spread", "met"]
+    lines = []
+    for row in sorted(curve, key=lambda r: r.unique):
+        if row is upper:
+            continue
+        cells = [f"`{row.name}`", _m(row.unique)]
+        for decode, _ in DECODES:
+            if not (row.values(decode, "dev") and upper.values(decode, "dev")):
+                cells += ["-"] * 3
+                continue
+            lead = row.mean(decode, "dev") - upper.mean(decode, "dev")
+            need = 3 * max(row.spread(decode, "dev"), upper.spread(decode, "dev"))
+            cells += [f"{lead:.1f}", f"{need:.1f}", "yes" if lead > need else "no"]
+        lines.append(cells)
+    return _table(head, lines)
+
+
+def grid_questions_table(
+    grid: List[Row], plain: List[Row], upper: Row, curve: List[Row], decode: str
+) -> str:
+    """Each sharing row on dev against the plain rows at B and the upper bound:
+    its lead over the better plain row, whether it beats both plain rows by
+    more than the larger of the two rows' spreads, the share of the upper
+    bound's gain over the better plain row it recovers, and the parameters a
+    plain model of the capacity curve would need for its WER."""
+    scored = [r for r in plain if r.values(decode, "dev")]
+    if not scored or not upper.values(decode, "dev"):
+        return "Waiting for the plain rows and the upper bound."
+    best = min(scored, key=lambda r: r.mean(decode, "dev"))
+    gain = best.mean(decode, "dev") - upper.mean(decode, "dev")
+    head = [
+        "row",
+        "unique params",
+        "seeds",
+        "WER dev",
+        f"lead over `{best.name}`",
+        "beats both plain rows by more than the spread",
+        "share of the upper bound's gain",
+        "plain-equivalent params",
+    ]
+    lines = []
+    for row in grid:
+        if row in plain or row is upper or not row.values(decode, "dev"):
+            continue
+        wer = row.mean(decode, "dev")
+        beats = all(
+            p.mean(decode, "dev") - wer
+            > max(p.spread(decode, "dev"), row.spread(decode, "dev"))
+            for p in scored
+        )
+        lines.append(
+            [
+                f"`{row.name}`",
+                _m(row.unique),
+                str(len(row.seeds)),
+                _cell(row, decode, "dev"),
+                f"{best.mean(decode, 'dev') - wer:+.1f}",
+                "yes" if beats else "no",
+                f"{(best.mean(decode, 'dev') - wer) / gain:.0%}" if gain > 0 else "-",
+                plain_equivalent(curve, wer, decode) or "-",
+            ]
+        )
+    if not lines:
+        return "Waiting for the sharing rows."
+    return _table(head, lines)
+
+
+def third_seed_pairs(rows: List[Row], decode: str) -> List[str]:
+    """Pairs of rows whose dev means differ by less than the larger of their
+    spreads while either has fewer than three seeds: the issue's rule asks a
+    third seed of both."""
+    out = []
+    scored = [r for r in rows if len(r.values(decode, "dev")) >= 2]
+    for i, a in enumerate(scored):
+        for b in scored[i + 1 :]:
+            if len(a.seeds) >= 3 and len(b.seeds) >= 3:
+                continue
+            gap = abs(a.mean(decode, "dev") - b.mean(decode, "dev"))
+            spread = max(a.spread(decode, "dev"), b.spread(decode, "dev"))
+            if gap < spread:
+                out.append(
+                    f"`{a.name}` and `{b.name}`: means {gap:.1f} apart, "
+                    f"spread {spread:.1f}"
+                )
+    return out
+
+
 def peer_table(peers: List[Dict[str, Any]], test_sets: Sequence[str]) -> str:
     head = ["system", "parameters", "model files"]
     head += [f"WER {SET_TITLES.get(d, d)}" for d in test_sets]
@@ -491,6 +616,49 @@ def plot_curves(rows: List[Row], out: Path) -> None:
     plt.close(fig)
 
 
+def questions(
+    curve: List[Row],
+    upper: Row,
+    budgets: Sequence[Tuple[str, List[Row], List[Row]]],
+) -> List[str]:
+    """The study's questions answered from the tables above, on dev: step 1's
+    rule on the capacity curve, then, for each budget (a title, its rows and
+    its plain rows), the sharing rows against the plain ones and ``upper``."""
+    out = ["", "### The questions, on dev", ""]
+    if len(curve) > 1:
+        out += [
+            "Step 1's rule: the upper bound must beat a plain model by more than "
+            "three times the larger of the two rows' seed spreads (max - min):",
+            "",
+            capacity_rule_table(curve, upper),
+            "",
+        ]
+    out += [
+        "Sharing rows against the plain rows of their budget. The lead is over "
+        "the better plain row (positive: fewer errors); the share of the upper "
+        f"bound's gain is that lead over `{upper.name}`'s own; plain-equivalent "
+        "parameters place the row's WER on the capacity curve.",
+        "",
+    ]
+    pairs = []
+    for title, rows, plain in budgets:
+        for decode, what in DECODES:
+            out += [
+                f"{title}, {what}:",
+                "",
+                grid_questions_table(rows, plain, upper, curve, decode),
+                "",
+            ]
+        pairs += third_seed_pairs(rows, DECODES[0][0])
+    out += [
+        "Rows that need a third seed (dev means, acoustic, closer than the "
+        "larger spread):",
+        "",
+    ]
+    out += [f"- {p}" for p in pairs] if pairs else ["- none"]
+    return out + [""]
+
+
 def render(
     rows: Dict[str, Row],
     capacity: List[str],
@@ -502,6 +670,9 @@ def render(
     conf_dir: Path,
     plot_dir: str,
     plots: Sequence[str],
+    plain: Sequence[str] = (),
+    upper: Optional[str] = None,
+    default_plain: Sequence[str] = (),
 ) -> str:
     out = [BEGIN, "<!-- Generated by egs/librispeech/asr1/local/ablation_report.py -->"]
     grouped = set(capacity) | set(grid) | set(default)
@@ -526,6 +697,23 @@ def render(
         out += ["Cost:", "", cost_table(group), ""]
         if title.startswith("Deep"):
             out += ["Per epoch:", "", curve_table(group), ""]
+    if upper in rows:
+        out += questions(
+            [rows[n] for n in capacity if n in rows],
+            rows[upper],
+            [
+                (
+                    "The grid at B",
+                    [rows[n] for n in grid if n in rows],
+                    [rows[n] for n in plain if n in rows],
+                ),
+                (
+                    "At the main job's budget",
+                    [rows[n] for n in default if n in rows],
+                    [rows[n] for n in default_plain if n in rows],
+                ),
+            ],
+        )
     for name in plots:
         out += [f"![{PLOT_TITLES[name]}]({plot_dir}/{name})", ""]
     if peers:
@@ -558,6 +746,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--test_sets",
         type=str.split,
         default="dev test_sentences test_voices test_librivox".split(),
+    )
+    parser.add_argument(
+        "--plain", type=str.split, default=[], help="the grid's plain rows at B"
+    )
+    parser.add_argument("--upper", help="the grid's upper bound (the virtual model)")
+    parser.add_argument(
+        "--default_plain",
+        type=str.split,
+        default=[],
+        help="the plain rows at the main job's budget",
     )
     parser.add_argument("--conf_dir", type=Path, default=Path("conf/ablation"))
     parser.add_argument("--tuning", type=Path, default=Path("conf/tuning"))
@@ -614,6 +812,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 args.conf_dir,
                 plot_dir,
                 plots,
+                args.plain,
+                args.upper,
+                args.default_plain,
             ),
         )
     except (OSError, ValueError, KeyError) as e:
