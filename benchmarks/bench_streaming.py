@@ -154,36 +154,18 @@ def _recognizer(job: Dict[str, Any]) -> Any:
     )
 
 
-class _PocketSphinxLive:
-    """PocketSphinx's bundled en-us model decoding live: ``feed`` / ``finish``
-    as the recognizer's, each utterance from the model's initial state (as
-    ``local/peers.py`` decodes it)."""
+def _pocketsphinx_live() -> Any:
+    """PocketSphinx decoding live, ``finish`` giving the utterance as the
+    recognizer's do, its text in the references' conventions."""
+    from types import SimpleNamespace
 
-    def __init__(self) -> None:
-        import pocketsphinx
+    from peers import PocketSphinxUtterances, normalize
 
-        self.decoder = pocketsphinx.Decoder(samprate=RATE, loglevel="FATAL")
-        self.initial_cmn = self.decoder.get_cmn()
-        self.started = False
+    class Live(PocketSphinxUtterances):
+        def finish(self) -> Any:  # type: ignore[override]
+            return SimpleNamespace(text=normalize(super().finish()))
 
-    def feed(self, samples: np.ndarray) -> None:
-        if not self.started:
-            self.decoder.reinit_feat()
-            self.decoder.set_cmn(self.initial_cmn)
-            self.decoder.start_utt()
-            self.started = True
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        self.decoder.process_raw(pcm, full_utt=False)
-
-    def finish(self) -> Any:
-        from types import SimpleNamespace
-
-        from peers import normalize
-
-        self.decoder.end_utt()
-        self.started = False
-        hyp = self.decoder.hyp()
-        return SimpleNamespace(text=normalize(hyp.hypstr if hyp is not None else ""))
+    return Live()
 
 
 def child(job: Dict[str, Any]) -> Dict[str, Any]:
@@ -195,7 +177,7 @@ def child(job: Dict[str, Any]) -> Dict[str, Any]:
 
     start = time.perf_counter()
     if job["runtime"] == "pocketsphinx":
-        recognizer: Any = _PocketSphinxLive()
+        recognizer: Any = _pocketsphinx_live()
     else:
         recognizer = _recognizer(job)
     load_seconds = time.perf_counter() - start

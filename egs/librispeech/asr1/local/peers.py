@@ -63,27 +63,51 @@ def normalize(text: str, spellings: Optional[Mapping[str, str]] = None) -> str:
     return normalize_text(text, spellings)
 
 
+class PocketSphinxUtterances:
+    """PocketSphinx's bundled en-us model decoding one utterance at a time,
+    fed in blocks (``feed``) and closed by ``finish``, which returns the
+    hypothesis. Every utterance starts from the model's initial state: live
+    CMN and noise removal carry their estimates from one utterance to the
+    next, so a hypothesis would otherwise depend on the utterances before it.
+    ``benchmarks/bench_streaming.py`` feeds it live, :func:`pocketsphinx_system`
+    one whole utterance at a time."""
+
+    def __init__(self) -> None:
+        import pocketsphinx
+
+        self.decoder = pocketsphinx.Decoder(samprate=RATE, loglevel="FATAL")
+        self.initial_cmn = self.decoder.get_cmn()
+        self.started = False
+
+    def feed(self, samples: np.ndarray, full_utt: bool = False) -> None:
+        """Decode ``samples`` (float, 16 kHz); ``full_utt``: they are the
+        whole utterance."""
+        if not self.started:
+            self.decoder.reinit_feat()
+            self.decoder.set_cmn(self.initial_cmn)
+            self.decoder.start_utt()
+            self.started = True
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        self.decoder.process_raw(pcm, full_utt=full_utt)
+
+    def finish(self) -> str:
+        """End the utterance; its hypothesis as PocketSphinx writes it."""
+        self.decoder.end_utt()
+        self.started = False
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
 def pocketsphinx_system() -> Dict[str, object]:
     """Decoder function and description of PocketSphinx's bundled en-us model."""
     import pocketsphinx
 
-    decoder = pocketsphinx.Decoder(samprate=RATE, loglevel="FATAL")
+    utterances = PocketSphinxUtterances()
     model_dir = Path(pocketsphinx.get_model_path()) / "en-us"
 
-    # Live CMN and noise removal carry their estimates from one utterance to
-    # the next, so a hypothesis would depend on the utterances before it.
-    # Every utterance starts from the model's initial state instead.
-    initial_cmn = decoder.get_cmn()
-
     def transcribe(samples: np.ndarray) -> str:
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        decoder.reinit_feat()
-        decoder.set_cmn(initial_cmn)
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        return hyp.hypstr if hyp is not None else ""
+        utterances.feed(samples, full_utt=True)
+        return utterances.finish()
 
     acoustic = model_dir / "en-us"
     files = sorted(p for p in model_dir.rglob("*") if p.is_file())
