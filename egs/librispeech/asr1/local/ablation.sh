@@ -23,7 +23,7 @@
 # exp/asr_ablation_<row>_seed<S>, log exp/ablation_logs/<row>_seed<S>.log),
 # both decodings with scoring (stages 12-13) and the run's record
 # (local/ablation_record.py -> docs/ablation/runs/<row>_seed<S>.json);
-# 3 peers (local/peers.py; needs the "peers" extra; records in
+# 3 peers (local/peers.py, run in .venv-peers: `make peers`; records in
 # docs/ablation/peers/) and the report (local/ablation_report.py), which
 # reads only the records.
 #
@@ -56,6 +56,7 @@ test_sets="dev test_sentences test_voices test_librivox"  # sets decoded per row
 acoustic_config=conf/decode_asr_acoustic.yaml  # decoding without any LM (primary score)
 lexicon_config=conf/decode_asr.yaml  # lexicon + word 3-gram decoding (second column)
 peers="pocketsphinx whisper"  # peer recognizers (local/peers.py --system); empty: none
+peers_python=../../../.venv-peers/bin/python3  # Python of the peers' environment (`make peers` at the repository root)
 nj=2                       # parallel jobs for data preparation and statistics
 inference_nj=2             # parallel decoding jobs per row
 jobs=1                     # runs (row, seed) trained at once, each with cores/jobs threads
@@ -234,7 +235,9 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         if [ ! -f "${out}/system.json" ]; then
             log "Stage 3: peer ${system}: ${data_dirs[*]} -> ${out}"
             [ "${dry_run}" = true ] || mkdir -p "${out}"
-            run python3 local/peers.py --system "${system}" --outdir "${out}" "${data_dirs[@]}"
+            [ "${dry_run}" = true ] || [ -x "${peers_python}" ] ||
+                die "no peers' environment at ${peers_python}: run 'make peers' at the repository root"
+            run "${peers_python}" local/peers.py --system "${system}" --outdir "${out}" "${data_dirs[@]}"
         fi
         run "${record[@]}"
     done

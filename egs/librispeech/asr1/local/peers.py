@@ -4,7 +4,8 @@
     peers.py --system whisper --outdir exp/peer_whisper_tiny.en \\
         dump/raw/test_sentences dump/raw/test_voices dump/raw/test_librivox
 
-Systems (``pip install -e ".[peers]"`` at the repository root):
+Systems (run in .venv-peers, which `make peers` builds from its lock at the
+repository root; or `pip install -e ".[peers]"` into any environment):
 
 - ``pocketsphinx``: CMU PocketSphinx 5 with the en-us acoustic model,
   dictionary and 3-gram LM it bundles;
