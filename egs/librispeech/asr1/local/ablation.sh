@@ -234,9 +234,9 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         fi
         if [ ! -f "${out}/system.json" ]; then
             log "Stage 3: peer ${system}: ${data_dirs[*]} -> ${out}"
-            [ "${dry_run}" = true ] || mkdir -p "${out}"
             [ "${dry_run}" = true ] || [ -x "${peers_python}" ] ||
                 die "no peers' environment at ${peers_python}: run 'make peers' at the repository root"
+            [ "${dry_run}" = true ] || mkdir -p "${out}"
             run "${peers_python}" local/peers.py --system "${system}" --outdir "${out}" "${data_dirs[@]}"
         fi
         run "${record[@]}"
