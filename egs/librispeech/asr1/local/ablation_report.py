@@ -500,6 +500,19 @@ def _pyplot():
     return plt
 
 
+def _log_x(ax) -> None:
+    """A log x axis labelled with plain numbers (0.4, 1, 2), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    def some(v: float, _: Any) -> str:  # minor ticks: 2, 3 and 5 of each decade
+        mantissa = round(v / 10 ** math.floor(math.log10(v)))
+        return f"{v:g}" if mantissa in (2, 3, 5) else ""
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(some))
+
+
 def _save(fig, out: Path) -> None:
     tmp = out.with_name(out.stem + ".tmp" + out.suffix)
     fig.savefig(tmp, dpi=120)
@@ -533,7 +546,7 @@ def plot_capacity(rows: List[Row], test_sets: Sequence[str], out: Path) -> None:
             )
             dots = _seed_points(kept, lambda r: r.unique / 1e6, decode, dset)
             ax.scatter([p[0] for p in dots], [p[1] for p in dots], s=12, color=f"C{i}")
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("parameters (millions, log scale)")
         ax.grid(alpha=0.3, which="both")
@@ -580,7 +593,7 @@ def plot_grid(
             color="C0",
             capsize=3,
         )
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("dev WER (%), acoustic only")
     ax.set_title(title, fontsize=10)
@@ -790,8 +803,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 grid,
                 capacity,
                 lambda r: r.gflops,
-                "encoder GFLOPs per second of audio (log scale; every row "
-                "trains on the same audio, so training compute is proportional)",
+                "encoder GFLOPs per second of audio, log scale (every row trains "
+                "on the same audio:\nproportional to training compute)",
                 "The grid: dev WER against training compute (bars: seeds)",
                 args.plots / plots[-1],
             )
