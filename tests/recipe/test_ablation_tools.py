@@ -359,3 +359,37 @@ def test_record_keeps_a_finished_scored_run_and_refuses_anything_less(
     dumped["encoder_conf"]["output_size"] = 64
     (exp / "config.yaml").write_text(yaml.safe_dump(dumped))
     assert run("dev") == 1
+
+
+def test_readme_quotes_the_ablation_records() -> None:
+    """The README's first screen answers whether the sharing pays at the
+    main job's budget; its figures must be the records' own."""
+    root = RECIPE_DIR.parents[2]
+    text = (root / "README.md").read_text()
+    block = text.split("<!-- ablation:", 1)[1].split("<!-- end of ablation -->")[0]
+    block = " ".join(block.split())
+    rows = report.load_records(root / "docs" / "ablation" / "runs")
+    shared, plain, upper = (
+        rows[n] for n in ("shared_3x2_144", "conformer_3x144", "conformer_6x144")
+    )
+
+    def dev(row: "report.Row", decode: str = "decode_acoustic") -> float:
+        return row.mean(decode, "dev")
+
+    lexicon = "decode_lexicon"
+    share = (dev(plain) - dev(shared)) / (dev(plain) - dev(upper))
+    spread = max(r.spread("decode_acoustic", "dev") for r in (shared, plain, upper))
+    for quote in (
+        f"{report._m(shared.unique)} parameters) **{dev(shared):.1f}**",
+        f"{report._m(plain.unique)}) **{dev(plain):.1f}**",
+        f"{report._m(upper.unique)}, the same compute as the default) "
+        f"**{dev(upper):.1f}**",
+        f"recovers {share:.0%} of",
+        f"within {spread:.1f} points",
+        f"shrinks to {dev(plain, lexicon) - dev(shared, lexicon):.1f} points "
+        f"({dev(shared, lexicon):.1f} against {dev(plain, lexicon):.1f})",
+        f"{plain.spread(lexicon, 'dev'):.1f}-point seed spread",
+    ):
+        assert quote in block, quote
+    assert shared.gflops == upper.gflops
+    assert shared.seeds == plain.seeds == upper.seeds == [1, 2]
