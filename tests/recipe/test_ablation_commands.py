@@ -182,8 +182,8 @@ def test_bad_options_exit_2_naming_them(
 
 def test_rows_change_only_the_encoder_of_the_main_jobs_config() -> None:
     """A row is conf/train_asr.yaml with another encoder; the deep rows
-    (deep_*) may also change the schedule, and the diagnosis configs (diag_*)
-    stop early too."""
+    (deep_*) may also change the schedule and add intermediate CTC, and the
+    diagnosis configs (diag_*) stop early too."""
     import yaml
 
     main = yaml.safe_load((RECIPE_DIR / "conf" / "train_asr.yaml").read_text())
@@ -196,6 +196,10 @@ def test_rows_change_only_the_encoder_of_the_main_jobs_config() -> None:
             free |= {"scheduler_conf"}
         if path.name.startswith("diag_"):
             free |= {"max_epoch"}
+        if path.name.startswith(("deep_", "diag_")):
+            # intermediate CTC: a loss term on a virtual layer, nothing else
+            inter = row.get("model_conf", {}).pop("interctc_weight", 0.0)
+            assert (inter > 0) == bool(row["encoder_conf"].get("interctc_layer_idx"))
         differs = {k for k in main.keys() | row.keys() if main.get(k) != row.get(k)}
         assert differs <= free, f"{path.name} changes {sorted(differs - free)}"
 
