@@ -285,6 +285,11 @@ def curve_table(rows: List[Row]) -> str:
     return _table(head, lines)
 
 
+def larger_spread(decode: str, *rows: Row) -> float:
+    """The largest dev spread among ``rows``: what a gap between them must beat."""
+    return max(r.spread(decode, "dev") for r in rows)
+
+
 def plain_equivalent(curve: List[Row], wer: float, decode: str) -> Optional[str]:
     """The parameters a plain model of the capacity curve would need for
     ``wer`` (dev): the curve's means interpolated linearly in log parameters.
@@ -322,7 +327,7 @@ def capacity_rule_table(curve: List[Row], upper: Row) -> str:
                 cells += ["-"] * 3
                 continue
             lead = row.mean(decode, "dev") - upper.mean(decode, "dev")
-            need = 3 * max(row.spread(decode, "dev"), upper.spread(decode, "dev"))
+            need = 3 * larger_spread(decode, row, upper)
             cells += [f"{lead:.1f}", f"{need:.1f}", "yes" if lead > need else "no"]
         lines.append(cells)
     return _table(head, lines)
@@ -356,10 +361,9 @@ def grid_questions_table(
         if row in plain or row is upper or not row.values(decode, "dev"):
             continue
         wer = row.mean(decode, "dev")
+        lead = best.mean(decode, "dev") - wer
         beats = all(
-            p.mean(decode, "dev") - wer
-            > max(p.spread(decode, "dev"), row.spread(decode, "dev"))
-            for p in scored
+            p.mean(decode, "dev") - wer > larger_spread(decode, p, row) for p in scored
         )
         lines.append(
             [
@@ -367,9 +371,9 @@ def grid_questions_table(
                 _m(row.unique),
                 str(len(row.seeds)),
                 _cell(row, decode, "dev"),
-                f"{best.mean(decode, 'dev') - wer:+.1f}",
+                f"{lead:+.1f}",
                 "yes" if beats else "no",
-                f"{(best.mean(decode, 'dev') - wer) / gain:.0%}" if gain > 0 else "-",
+                f"{lead / gain:.0%}" if gain > 0 else "-",
                 plain_equivalent(curve, wer, decode) or "-",
             ]
         )
@@ -389,7 +393,7 @@ def third_seed_pairs(rows: List[Row], decode: str) -> List[str]:
             if len(a.seeds) >= 3 and len(b.seeds) >= 3:
                 continue
             gap = abs(a.mean(decode, "dev") - b.mean(decode, "dev"))
-            spread = max(a.spread(decode, "dev"), b.spread(decode, "dev"))
+            spread = larger_spread(decode, a, b)
             if gap < spread:
                 out.append(
                     f"`{a.name}` and `{b.name}`: means {gap:.1f} apart, "
