@@ -18,6 +18,13 @@ training can be started again safely.
   load. After this call the trainer writes each of them to a temporary file in
   the same directory and renames it over the old one, so the file on disk is
   always a whole checkpoint: the old one or the new one.
+- :func:`install_process_group_teardown`: ESPnet never destroys the process
+  group it creates for distributed training. A rank that reaches interpreter
+  shutdown with a gloo group alive can abort there (``terminate called
+  without an active exception``, exit -6) after training has finished, and the
+  launcher reports the run as failed; NCCL warns that the group was not
+  destroyed. After this call each worker destroys the group when training
+  returns.
 
 ``python -m espnet_shared_conformer.training --check_lock DIR`` exits 1 with
 the holder's PID when a training holds DIR's lock (asr.sh asks before it
@@ -32,6 +39,7 @@ import argparse
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import signal
 import socket
@@ -49,6 +57,7 @@ __all__ = [
     "TrainingLockedError",
     "atomic_save",
     "install_atomic_checkpoints",
+    "install_process_group_teardown",
     "is_first_rank",
     "lock_holder",
     "lock_output_dir",
@@ -263,6 +272,36 @@ def install_atomic_checkpoints() -> None:
 
     if not isinstance(trainer_module.torch, _TorchWithAtomicSave):
         trainer_module.torch = _TorchWithAtomicSave(trainer_module.torch)
+
+
+def install_process_group_teardown(task: type) -> None:
+    """Make ``task.main_worker`` destroy torch's default process group when
+    it returns, if the worker created one.
+
+    ``main_worker`` is where ESPnet's ``AbsTask`` creates the group (from
+    ``--dist_*``) and trains: called in this process for one process per rank,
+    or as the target of the processes ``AbsTask.main`` spawns for several GPUs
+    of one node, which resolve it by name on the task class (so a worker whose
+    main module ran this call is covered too). The group is destroyed only
+    after a normal return: a worker that raises exits with the error, and
+    tearing down a group other ranks may still be waiting in could block it.
+    Idempotent.
+    """
+    worker = task.main_worker  # bound to ``task``: a classmethod
+    if getattr(worker, "_tears_down_process_group", False):
+        return
+    train = worker.__func__
+
+    @functools.wraps(train)
+    def main_worker(cls: type, args: argparse.Namespace) -> None:
+        train(cls, args)
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    main_worker._tears_down_process_group = True  # type: ignore[attr-defined]
+    task.main_worker = classmethod(main_worker)  # type: ignore[attr-defined]
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:

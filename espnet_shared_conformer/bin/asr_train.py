@@ -15,7 +15,9 @@ Run as a program (or as a spawned worker's main module), the process also
 - writes ESPnet's ``checkpoint.pth`` and ``<N>epoch.pth`` atomically, so a
   kill during a save leaves the previous checkpoint loadable;
 - holds the lock of ``--output_dir`` (rank 0 only), so that a second training
-  of the same directory refuses to start and names the PID of the first.
+  of the same directory refuses to start and names the PID of the first;
+- destroys the distributed process group when a rank's training returns, so
+  that no rank aborts at exit after training has finished.
 """
 
 import argparse
@@ -40,6 +42,7 @@ from espnet2.tasks.asr import ASRTask  # noqa: E402  (needs the registration abo
 
 if _IS_PROGRAM:
     training.install_atomic_checkpoints()
+    training.install_process_group_teardown(ASRTask)
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:

@@ -232,6 +232,54 @@ def test_install_changes_only_the_trainers_save(monkeypatch):
     assert torch.save is original_save
 
 
+def _one_rank_group(path: Path) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{path}", rank=0, world_size=1
+    )
+
+
+def test_worker_destroys_its_process_group_after_training(tmp_path):
+    class Task:
+        calls = []
+
+        @classmethod
+        def main_worker(cls, args):
+            cls.calls.append((cls, args))
+            _one_rank_group(tmp_path / f"init{len(cls.calls)}")
+            torch.distributed.barrier()
+
+    class SubTask(Task):  # the class ESPnet's main is called on keeps its own
+        pass
+
+    training.install_process_group_teardown(SubTask)
+    training.install_process_group_teardown(SubTask)  # idempotent: one wrapper
+
+    SubTask.main_worker("args")
+    assert Task.calls == [(SubTask, "args")]
+    assert not torch.distributed.is_initialized()
+    # A second training in the same process can create a group again.
+    SubTask.main_worker("again")
+    assert not torch.distributed.is_initialized()
+    assert SubTask.main_worker.__wrapped__ is vars(Task)["main_worker"].__func__
+
+
+def test_worker_that_raises_keeps_its_process_group(tmp_path):
+    class Task:
+        @classmethod
+        def main_worker(cls, args):
+            _one_rank_group(tmp_path / "init")
+            raise RuntimeError("diverged")
+
+    training.install_process_group_teardown(Task)
+    try:
+        with pytest.raises(RuntimeError, match="diverged"):
+            Task.main_worker(None)
+        assert torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 # ------------------------------------------------------------------ real training
 
 TOKENS = ["<blank>", "<unk>", "A", "B", "C", "<sos/eos>"]
