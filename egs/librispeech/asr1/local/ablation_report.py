@@ -237,6 +237,17 @@ def error_table(rows: List[Row], decode: str, test_sets: Sequence[str]) -> str:
     return _table(head, lines)
 
 
+# The wall-clock columns are the shared machine's under whatever else ran,
+# and the acoustic decode spends its time in the prefix search more than in
+# the encoder: they describe a run, not a row; FLOPs compare the rows.
+COST_CAPTION = (
+    "Cost (train s/epoch and decode RTF are wall-clock on the shared two-core"
+    " machine, under whatever else ran, and the acoustic decode's time is"
+    " mostly the Python prefix search, not the encoder; compare rows' compute"
+    " by encoder GFLOPs):"
+)
+
+
 def cost_table(rows: List[Row]) -> str:
     head = [
         "row",
@@ -711,7 +722,7 @@ def render(
         for decode, what in DECODES:
             out += [f"WER and CER (%), {what}; mean (seeds):", ""]
             out += [error_table(group, decode, test_sets), ""]
-        out += ["Cost:", "", cost_table(group), ""]
+        out += [COST_CAPTION, "", cost_table(group), ""]
         if title.startswith("Deep"):
             out += ["Per epoch:", "", curve_table(group), ""]
     if upper in rows:
