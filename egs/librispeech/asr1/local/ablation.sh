@@ -41,7 +41,7 @@ cd "$(dirname "$0")/.."
 stage=1                    # first stage to run (1 data, 2 rows, 3 peers and report)
 stop_stage=3               # last stage to run
 capacity_rows="conformer_6x48 conformer_6x64 conformer_6x72 conformer_6x96 conformer_6x144"  # step 1: plain Conformers at the virtual depth
-grid_rows="conformer_1x144 conformer_6x72 repeat_1x6_144 deep_repeat_1x12_144_interctc share_modules_120 tie_2x3_132 lowrank_144 conformer_6x144"  # step 2: the grid at B ~ 0.87M (virtual model 6 x 144)
+grid_rows="conformer_1x144 conformer_6x72 repeat_1x6_144 deep_repeat_1x12_144_interctc share_modules_120 tie_2x3_132 lowrank_144 best_3x2_132 conformer_6x144"  # step 2: the grid at B ~ 0.87M (virtual model 6 x 144)
 default_rows="shared_3x2_144 conformer_3x144 streaming_3x2_144"  # the main job's model against a plain one of its size and its streaming variant
 plain_rows="conformer_1x144 conformer_6x72"  # the grid's plain rows at B (shallow, narrow)
 upper_row=conformer_6x144  # the grid's upper bound: the virtual model, unshared
