@@ -393,3 +393,38 @@ def test_readme_quotes_the_ablation_records() -> None:
         assert quote in block, quote
     assert shared.gflops == upper.gflops
     assert shared.seeds == plain.seeds == upper.seeds == [1, 2]
+
+
+def test_readme_quotes_the_grid_at_b() -> None:
+    """The README's answer at the grid's budget: its best sharing row, the
+    plain narrow row and that row's spread are the records', and no sharing
+    row beats both plain rows by more than their spread (else the sentence
+    is false)."""
+    root = RECIPE_DIR.parents[2]
+    text = (root / "README.md").read_text()
+    block = text.split("<!-- ablation:", 1)[1].split("<!-- end of ablation -->")[0]
+    block = " ".join(block.split())
+    script = (RECIPE_DIR / "local" / "ablation.sh").read_text()
+
+    def sh_list(name: str) -> list:
+        return (
+            script.split(f"\n{name}=", 1)[1].split("#", 1)[0].strip().strip('"').split()
+        )
+
+    rows = report.load_records(root / "docs" / "ablation" / "runs")
+    grid, plain = sh_list("grid_rows"), sh_list("plain_rows")
+    sharing = [rows[n] for n in grid[:-1] if n not in plain]  # last: upper bound
+    plains = [rows[n] for n in plain]
+    dev = "decode_acoustic"
+    best = min(sharing, key=lambda r: r.mean(dev, "dev"))
+    narrow = rows["conformer_6x72"]
+    for quote in (
+        f"`{best.name}`",
+        f"**{best.mean(dev, 'dev'):.1f}**",
+        f"**{narrow.mean(dev, 'dev'):.1f}** for the plain 6 × 72",
+        f"{narrow.spread(dev, 'dev'):.1f} points apart",
+    ):
+        assert quote in block, quote
+    for row in sharing:
+        lead = min(p.mean(dev, "dev") for p in plains) - row.mean(dev, "dev")
+        assert lead <= report.larger_spread(dev, row, *plains), row.name
