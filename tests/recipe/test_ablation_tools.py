@@ -361,13 +361,18 @@ def test_record_keeps_a_finished_scored_run_and_refuses_anything_less(
     assert run("dev") == 1
 
 
+def _readme_ablation_block() -> str:
+    """The README's quote of the ablation, whitespace collapsed."""
+    text = (RECIPE_DIR.parents[2] / "README.md").read_text()
+    block = text.split("<!-- ablation:", 1)[1].split("<!-- end of ablation -->")[0]
+    return " ".join(block.split())
+
+
 def test_readme_quotes_the_ablation_records() -> None:
     """The README's first screen answers whether the sharing pays at the
     main job's budget; its figures must be the records' own."""
     root = RECIPE_DIR.parents[2]
-    text = (root / "README.md").read_text()
-    block = text.split("<!-- ablation:", 1)[1].split("<!-- end of ablation -->")[0]
-    block = " ".join(block.split())
+    block = _readme_ablation_block()
     rows = report.load_records(root / "docs" / "ablation" / "runs")
     shared, plain, upper = (
         rows[n] for n in ("shared_3x2_144", "conformer_3x144", "conformer_6x144")
@@ -401,9 +406,7 @@ def test_readme_quotes_the_grid_at_b() -> None:
     row beats both plain rows by more than their spread (else the sentence
     is false)."""
     root = RECIPE_DIR.parents[2]
-    text = (root / "README.md").read_text()
-    block = text.split("<!-- ablation:", 1)[1].split("<!-- end of ablation -->")[0]
-    block = " ".join(block.split())
+    block = _readme_ablation_block()
     script = (RECIPE_DIR / "local" / "ablation.sh").read_text()
 
     def sh_list(name: str) -> list:
