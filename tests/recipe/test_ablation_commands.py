@@ -154,11 +154,63 @@ def test_a_run_with_a_current_record_is_skipped_and_a_stale_one_redone(
     assert tags == {"ablation_conformer_6x48_seed1", "ablation_conformer_6x48_seed2"}
 
 
+def _scored_record(recipe: Path, row: str, seed: int, dev_wer: float) -> dict:
+    """A finished run's record as far as the third-seed rule reads it."""
+    config = recipe / "conf" / "ablation" / f"{row}.yaml"
+    sets = {"dev": {"wer": {"Err": dev_wer}}}
+    return {
+        "format": local_module("ablation_report").FORMAT,
+        "row": row,
+        "seed": seed,
+        "config": f"conf/ablation/{row}.yaml",
+        "config_sha256": local_module("ablation_record").config_sha256(config),
+        "unique_params": 1,
+        "virtual_params": 1,
+        "encoder_gflops_per_audio_second": 0.1,
+        "decodes": {"decode_acoustic": {"sets": sets}},
+    }
+
+
+def test_rows_closer_than_their_spread_get_a_third_seed(tmp_path: Path) -> None:
+    """After the two seeds, the same command trains a third seed of each row
+    whose dev mean lies closer to another row of its budget than their spread,
+    and only of those."""
+    recipe = copy_recipe(tmp_path)
+    records = tmp_path / "records"
+    records.mkdir()
+    # narrow and tie: 1.0 apart with a 4.0 spread; repeat: 10 points clear.
+    for row, wers in (
+        ("conformer_6x72", (50.0, 54.0)),
+        ("tie_2x3_132", (51.0, 51.0)),
+        ("repeat_1x6_144", (40.0, 41.0)),
+    ):
+        for seed, wer in enumerate(wers, 1):
+            (records / f"{row}_seed{seed}.json").write_text(
+                json.dumps(_scored_record(recipe, row, seed, wer))
+            )
+    args = ["--stage", "2", "--stop_stage", "2", "--records", str(records)]
+    rows = ["--rows", "conformer_6x72 tie_2x3_132 repeat_1x6_144"]
+    cmds = dry_run(recipe, *rows, *args)
+    tags = [option(c, "--asr_tag") for c in cmds if c[0] == "./asr.sh"]
+    assert sorted(set(tags)) == [
+        "ablation_conformer_6x72_seed3",
+        "ablation_tie_2x3_132_seed3",
+    ]
+    # only the rows asked for, with the seed asked for, or none at all
+    cmds = dry_run(recipe, "--rows", "tie_2x3_132", "--third_seed", "9", *args)
+    assert {option(c, "--asr_tag") for c in cmds if c[0] == "./asr.sh"} == {
+        "ablation_tie_2x3_132_seed9"
+    }
+    cmds = dry_run(recipe, *rows, "--third_seed", "", *args)
+    assert not [c for c in cmds if c[0] == "./asr.sh"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--seeds", "1 two"], "--seeds takes integers"),
         (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--third_seed", "three"], "--third_seed takes an integer or nothing"),
         (["--rows", "no_such_row"], "no config conf/ablation/no_such_row.yaml"),
         (
             ["--acoustic_config", "conf/missing.yaml"],

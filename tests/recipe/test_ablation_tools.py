@@ -239,6 +239,16 @@ def test_questions_weigh_each_lead_against_the_seeds_spread() -> None:
     third = _row("plain_narrow", 1_000_000, [50.0, 56.0, 53.0])
     both = _row("share_close", 1_000_000, [50.0, 51.0, 50.5])
     assert report.third_seed_pairs([third, both], acoustic) == []
+    # What local/ablation.sh trains once more: both rows of a close pair, once
+    # each, and only the one still short of three seeds; budgets apart.
+    assert report.rows_owing_a_third_seed([[narrow, good, close]], acoustic) == [
+        "plain_narrow",
+        "share_close",
+    ]
+    assert report.rows_owing_a_third_seed(
+        [[third, close], [narrow, close]], acoustic
+    ) == ["share_close", "plain_narrow"]
+    assert report.rows_owing_a_third_seed([[narrow], [close]], acoustic) == []
 
 
 def test_splice_keeps_the_prose_around_the_generated_part(tmp_path: Path) -> None:

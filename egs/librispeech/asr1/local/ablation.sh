@@ -22,7 +22,9 @@
 # stages 1-10); 2 per row and seed: training (asr.sh stage 11, experiment
 # exp/asr_ablation_<row>_seed<S>, log exp/ablation_logs/<row>_seed<S>.log),
 # both decodings with scoring (stages 12-13) and the run's record
-# (local/ablation_record.py -> docs/ablation/runs/<row>_seed<S>.json);
+# (local/ablation_record.py -> docs/ablation/runs/<row>_seed<S>.json), then
+# a third seed (--third_seed) of every row of the grid or the main job's
+# budget whose dev mean lies closer to another row's than their spread;
 # 3 peers (local/peers.py, run in .venv-peers: `make peers`; records in
 # docs/ablation/peers/) and the report (local/ablation_report.py), which
 # reads only the records.
@@ -48,6 +50,7 @@ upper_row=conformer_6x144  # the grid's upper bound: the virtual model, unshared
 default_plain_rows=conformer_3x144  # the plain row at the main job's budget
 rows=                      # configs of conf/ablation/ to run (names without .yaml); empty: the three groups above
 seeds="1 2"                # training seeds of each row (initialization and data order)
+third_seed=3               # seed of the third run of a row whose dev mean lies closer to another's than their spread; empty: none
 dry_run=false              # print the asr.sh commands instead of running them
 mini_hours=2.0             # hours of synthesized training speech (the main job's)
 corpus_seed=1              # seed of the mini corpus (the main job's)
@@ -92,6 +95,7 @@ done
 for seed in ${seeds}; do
     [[ "${seed}" =~ ^[0-9]+$ ]] || _die_usage "--seeds takes integers, got '${seed}'"
 done
+[[ "${third_seed}" =~ ^[0-9]*$ ]] || _die_usage "--third_seed takes an integer or nothing, got '${third_seed}'"
 
 # The study's data, tokens and feature statistics: the main job's, written
 # out. The reference config fixes the front end and normalization that the
@@ -169,12 +173,12 @@ run_one() {
     run "${record[@]}"
 }
 
-if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
-    # Each run gets an equal share of the cores (ESPnet's training and
-    # decoding take torch's threads from OMP_NUM_THREADS).
-    cores=$(nproc)
-    export OMP_NUM_THREADS=$((cores / jobs > 0 ? cores / jobs : 1))
-    todo=()
+# run_rows ROWS SEEDS: every (row, seed) without a current record, ${jobs} at
+# a time; exits non-zero naming the runs that failed once all have ended.
+run_rows() {
+    local rows=$1 seeds=$2 row seed item pid logfile n=0
+    local todo=() failed=()
+    local -A running=()
     for row in ${rows}; do
         for seed in ${seeds}; do
             if record_is_current "${row}" "${seed}"; then
@@ -186,9 +190,6 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     done
     log "Stage 2: ${#todo[@]} runs to do, ${jobs} at a time with ${OMP_NUM_THREADS} threads each"
     mkdir -p exp/ablation_logs
-    n=0
-    failed=()
-    declare -A running=()
     for item in "${todo[@]}"; do
         row=${item%%:*}
         seed=${item##*:}
@@ -216,8 +217,35 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         wait "${pid}" || failed+=("${running[${pid}]}")
     done
     if [ "${#failed[@]}" -gt 0 ]; then
-        for f in "${failed[@]}"; do log "Stage 2: FAILED: ${f}"; done
+        for item in "${failed[@]}"; do log "Stage 2: FAILED: ${item}"; done
         exit 1
+    fi
+}
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    # Each run gets an equal share of the cores (ESPnet's training and
+    # decoding take torch's threads from OMP_NUM_THREADS).
+    cores=$(nproc)
+    export OMP_NUM_THREADS=$((cores / jobs > 0 ? cores / jobs : 1))
+    run_rows "${rows}" "${seeds}"
+    # The rule of the study: two rows of one budget whose dev means lie
+    # closer than their seeds' spread get a third seed each. Which rows that
+    # is follows from the records just written, so it is decided here, and a
+    # second run of the same command does what a third seed's result asks.
+    budget_rows=" ${grid_rows} ${default_rows} "
+    in_budgets=false
+    for row in ${rows}; do
+        [[ "${budget_rows}" == *" ${row} "* ]] && in_budgets=true
+    done
+    if [ -n "${third_seed}" ] && [ "${in_budgets}" = true ]; then
+        owed=$(python3 local/ablation_report.py --third_seed_rows --records "${records}" \
+            --grid "${grid_rows}" --default "${default_rows}")
+        third=()
+        for row in ${owed}; do
+            [[ " ${rows} " == *" ${row} "* ]] && third+=("${row}")
+        done
+        log "Stage 2: rows whose dev means lie closer than their spread, for seed ${third_seed}: ${third[*]:-none}"
+        [ "${#third[@]}" -eq 0 ] || run_rows "${third[*]}" "${third_seed}"
     fi
 fi
 

@@ -34,6 +34,10 @@ around it survives a re-run, and writes the plots into ``--plots``:
 ``grid_params.png`` and ``grid_compute.png`` (the grid's dev WER against
 unique parameters and against training compute) and ``curves.png``
 (validation CER per epoch).
+
+With ``--third_seed_rows`` it writes nothing and prints the rows of those
+close pairs that have fewer than three seeds: ``local/ablation.sh`` trains
+their third seed.
 """
 
 import argparse
@@ -45,7 +49,7 @@ import re
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ablation_record import FORMAT  # the record format this report reads
 
@@ -393,24 +397,40 @@ def grid_questions_table(
     return _table(head, lines)
 
 
-def third_seed_pairs(rows: List[Row], decode: str) -> List[str]:
+def _close_pairs(
+    rows: List[Row], decode: str
+) -> Iterator[Tuple[Row, Row, float, float]]:
     """Pairs of rows whose dev means differ by less than the larger of their
-    spreads while either has fewer than three seeds: the issue's rule asks a
-    third seed of both."""
-    out = []
+    spreads while either has fewer than three seeds, with that gap and spread:
+    the issue's rule asks a third seed of both."""
     scored = [r for r in rows if len(r.values(decode, "dev")) >= 2]
-    for i, a in enumerate(scored):
-        for b in scored[i + 1 :]:
-            if len(a.seeds) >= 3 and len(b.seeds) >= 3:
-                continue
-            gap = abs(a.mean(decode, "dev") - b.mean(decode, "dev"))
-            spread = larger_spread(decode, a, b)
-            if gap < spread:
-                out.append(
-                    f"`{a.name}` and `{b.name}`: means {gap:.1f} apart, "
-                    f"spread {spread:.1f}"
-                )
-    return out
+    for a, b in itertools.combinations(scored, 2):
+        if len(a.seeds) >= 3 and len(b.seeds) >= 3:
+            continue
+        gap = abs(a.mean(decode, "dev") - b.mean(decode, "dev"))
+        spread = larger_spread(decode, a, b)
+        if gap < spread:
+            yield a, b, gap, spread
+
+
+def third_seed_pairs(rows: List[Row], decode: str) -> List[str]:
+    """The rule's pairs (``_close_pairs``) as the report lists them."""
+    return [
+        f"`{a.name}` and `{b.name}`: means {gap:.1f} apart, spread {spread:.1f}"
+        for a, b, gap, spread in _close_pairs(rows, decode)
+    ]
+
+
+def rows_owing_a_third_seed(budgets: Sequence[List[Row]], decode: str) -> List[str]:
+    """The rows of the rule's pairs, within each budget, that have fewer than
+    three seeds: what ``local/ablation.sh`` trains once more."""
+    owed: List[str] = []
+    for rows in budgets:
+        for pair in _close_pairs(rows, decode):
+            owed += [
+                r.name for r in pair[:2] if len(r.seeds) < 3 and r.name not in owed
+            ]
+    return owed
 
 
 def peer_table(peers: List[Dict[str, Any]], test_sets: Sequence[str]) -> str:
@@ -787,9 +807,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--conf_dir", type=Path, default=Path("conf/ablation"))
     parser.add_argument("--tuning", type=Path, default=Path("conf/tuning"))
-    parser.add_argument("--doc", type=Path, required=True)
-    parser.add_argument("--plots", type=Path, required=True, help="plot directory")
+    parser.add_argument("--doc", type=Path, help="the page (required for the report)")
+    parser.add_argument("--plots", type=Path, help="plot directory (likewise)")
+    parser.add_argument(
+        "--third_seed_rows",
+        action="store_true",
+        help="instead of the report, print the rows that the rule asks a third "
+        "seed of (dev means of the grid's or the main job's budget closer than "
+        "their spread), separated by spaces",
+    )
     args = parser.parse_args(argv)
+    if args.third_seed_rows:
+        try:
+            rows = load_records(args.records)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"ablation_report: ERROR: {e}", file=sys.stderr)
+            return 1
+        budgets = [
+            [rows[n] for n in group if n in rows] for group in (args.grid, args.default)
+        ]
+        print(" ".join(rows_owing_a_third_seed(budgets, DECODES[0][0])))
+        return 0
+    if args.doc is None or args.plots is None:
+        parser.error("the report needs --doc and --plots")
     try:
         rows = load_records(args.records)
         peers = load_peers(args.peer_records)
